@@ -1,0 +1,70 @@
+"""The store: migrations, pins, steps, and a decision log the database refuses to change."""
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+
+from watchdog.errors import StoreError
+from watchdog.phases import ReleaseStatus, StepPhase
+from watchdog.store import ReleaseRef, Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store.open(f"sqlite:///{tmp_path / 'wd.db'}")
+    yield s
+    s.close()
+
+
+def test_migrations_are_idempotent_and_use_wal(store: Store) -> None:
+    store.migrate()
+    with store.engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+
+
+def test_pins_survive_reopen_and_failed_releases_are_never_pinned(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    s = Store.open(url)
+    good = s.upsert_release("prod", "api", ReleaseRef("v1", "a" * 40, 9_000_000_000, "https://b/1"), 1.0)
+    s.pin("prod", "api", good.id, 2.0, "alice", "known good")
+    bad = s.upsert_release("prod", "api", ReleaseRef("v2"), 3.0)
+    s.set_release_status(bad.id, ReleaseStatus.FAILED)
+    with pytest.raises(StoreError, match="never pinned"):
+        s.pin("prod", "api", bad.id, 4.0, "bob", "oops")
+    with pytest.raises(StoreError, match="cannot become stable"):
+        s.set_release_status(bad.id, ReleaseStatus.STABLE)
+    s.close()
+    again = Store.open(url)
+    pinned = again.current_pin("prod", "api")
+    assert pinned is not None and pinned.tag == "v1" and pinned.run_id == 9_000_000_000
+    again.close()
+
+
+def test_decision_log_is_append_only(store: Store) -> None:
+    store.log_decision(at=1.0, env="prod", service="api", kind="pin", reason="r", actor="alice", result="ok")
+    for stmt in ("UPDATE decision_log SET reason = 'changed'", "DELETE FROM decision_log"):
+        with pytest.raises(DBAPIError, match="append-only"), store.session() as s:
+            s.execute(sa.text(stmt))
+    assert [e.reason for e in store.decisions()] == ["r"]
+
+
+def test_steps_have_one_row_per_key_and_keep_attempts(store: Store) -> None:
+    rel = store.upsert_release("prod", "api", ReleaseRef("v2"), 1.0)
+    inc = store.create_incident("prod", "api", rel.id, None, "manual", "test", "alice", 1.0, {})
+    a = store.step(inc.id, "dispatch")
+    b = store.step(inc.id, "dispatch")
+    assert a.id == b.id and a.phase == StepPhase.PENDING.value
+    store.update_step(a.id, phase=StepPhase.RUNNING, now=2.0, attempt=True, evidence={"x": 1})
+    done = store.update_step(a.id, phase=StepPhase.SUCCESSFUL, now=3.0, evidence={"run_id": 5})
+    assert done.attempts == 1 and done.evidence == {"x": 1, "run_id": 5} and done.ended_at == 3.0
+
+
+def test_deploy_events_are_consumed_once(store: Store) -> None:
+    ev = store.add_deploy_event("prod", "api", ReleaseRef("v3"), 1.0, 1.0, "cli", "alice")
+    assert [e.id for e in store.pending_deploy_events()] == [ev.id]
+    assert store.consume_deploy_event(ev.id, 2.0) is True
+    assert store.consume_deploy_event(ev.id, 3.0) is False
+    assert store.pending_deploy_events() == []

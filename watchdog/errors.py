@@ -1,0 +1,45 @@
+"""One small hierarchy naming every way the watchdog's work can fail, so callers can act on it.
+
+``Retryable`` marks failures where trying the same thing again later may succeed (timeouts,
+5xx, rate limits); everything else is final for that attempt.
+"""
+
+from __future__ import annotations
+
+
+class WatchdogError(Exception):
+    """Base of every error the watchdog raises on purpose."""
+
+
+class Retryable(WatchdogError):
+    """Mixin: the same call may succeed later. ``retry_after`` is a hint in seconds, if known."""
+
+    retry_after: float | None = None
+
+
+class ConfigError(WatchdogError):
+    """The configuration is invalid. ``problems`` lists each one with file, line and field path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class SourceUnavailable(Retryable):
+    """A metric source could not answer. Never evidence about a release: the watchdog is blind."""
+
+
+class ActionFailed(WatchdogError):
+    """An action on the outside world (GitHub, a smoke check, a notifier) failed for good."""
+
+
+class ActionRetryable(ActionFailed, Retryable):
+    """An action failed in a way that may pass on retry (timeout, 5xx, 429/403 rate limit)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StoreError(WatchdogError):
+    """The store refused an operation (e.g. an attempt to change the append-only decision log)."""

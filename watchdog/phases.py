@@ -1,0 +1,82 @@
+"""The watchdog's vocabulary, named once. Logs, the API, the store and the docs use these values.
+
+Like Argo Rollouts: *error* (a provider broke: Prometheus down, GitHub 5xx) is never confused with
+*failed* (the release is bad, or a step's outcome is negative).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from detectors.verdict import Outcome
+
+__all__ = ["Actor", "DecisionKind", "IncidentPhase", "Outcome", "ReleaseStatus", "SignalState",
+           "StepPhase", "WatchKind", "WatchPhase"]
+
+
+class SignalState(enum.StrEnum):
+    """A signal's state in a watch at one tick: a detector ``Outcome`` or ``error`` (source broke)."""
+
+    PASS = Outcome.PASS.value
+    FAIL = Outcome.FAIL.value
+    INCONCLUSIVE = Outcome.INCONCLUSIVE.value
+    NO_DATA = Outcome.NO_DATA.value
+    ERROR = "error"
+
+
+class WatchKind(enum.StrEnum):
+    DEPLOY = "deploy"  # a new release is being watched after its deploy
+    POST_ROLLBACK = "post_rollback"  # the stable release is watched after a rollback
+
+
+class WatchPhase(enum.StrEnum):
+    RUNNING = "running"
+    SUCCESSFUL = "successful"  # watch ended healthy: the release is promoted / recovery confirmed
+    FAILED = "failed"  # a rollback-severity signal failed
+    INCONCLUSIVE = "inconclusive"  # watch ended without enough evidence either way
+    SUPERSEDED = "superseded"  # a newer deploy to the same environment replaced it
+    ABORTED = "aborted"  # stopped by a human
+
+
+class ReleaseStatus(enum.StrEnum):
+    DEPLOYED = "deployed"  # announced, being watched
+    STABLE = "stable"  # passed its watch (or pinned by a human)
+    FAILED = "failed"  # failed its watch: never pinned, never a rollback target
+    ROLLED_BACK = "rolled_back"
+
+
+class IncidentPhase(enum.StrEnum):
+    """A rollback incident: the pipeline run that undoes one bad release."""
+
+    RUNNING = "running"
+    WATCHING = "watching"  # rollback done, post-rollback watch running
+    RESOLVED = "resolved"
+    ESCALATED = "escalated"  # a step failed or the release did not recover: humans take over
+
+
+class StepPhase(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESSFUL = "successful"
+    FAILED = "failed"
+    ERROR = "error"  # the outside system broke (after retries); escalate
+
+
+class Actor(enum.StrEnum):
+    AUTOMATIC = "watchdog"
+
+
+class DecisionKind(enum.StrEnum):
+    """The entries the decision log holds."""
+
+    DEPLOY_ANNOUNCED = "deploy_announced"
+    WATCH_STARTED = "watch_started"
+    WATCH_SUPERSEDED = "watch_superseded"
+    PROMOTED = "promoted"
+    INCONCLUSIVE = "inconclusive"
+    ROLLBACK_DECIDED = "rollback_decided"
+    STEP = "step"
+    ROLLBACK_RESOLVED = "rollback_resolved"
+    ESCALATED = "escalated"
+    PIN = "pin"
+    BLIND = "blind"  # the metric source is unavailable: nothing is decided
