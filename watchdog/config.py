@@ -1,0 +1,488 @@
+"""Configuration: pydantic models loaded from YAML, the one source of truth for the JSON Schema.
+
+A whole value ``${NAME}`` is read from the environment (``${NAME:-default}`` with a fallback) and
+``${file:/path}`` from a file. Secrets must be given that way, never written in the file, and are
+held as ``SecretStr`` so they cannot leak into logs or errors.
+Every validation problem is reported with file, line and field path.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from watchdog.errors import ConfigError
+from watchdog.series import Selector
+
+ENVIRONMENTS = ("dev", "stage", "prod")
+PROD_MIN_POST_ROLLBACK_WATCH_S = 1800.0
+_REF = re.compile(r"^\$\{(?:(file):)?([^}:]+?)(?::-([^}]*))?\}$")
+#: Fields that hold secrets: they must be given by reference, never written in the file.
+SECRET_PATHS = (
+    ("github", "token"),
+    ("source", "prometheus", "bearer_token"),
+    ("source", "prometheus", "basic_auth_password"),
+    ("sentry", "dsn"),
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Severity(enum.StrEnum):
+    ROLLBACK = "rollback"  # a failure rolls the release back
+    PAGE = "page"  # a failure pages oncall, no automatic rollback
+    OBSERVE = "observe"  # recorded and shown only
+
+
+class ApprovalMode(enum.StrEnum):
+    NONE = "none"
+    REVIEWERS = "reviewers"  # wait for the environment's GitHub reviewers
+    AUTO = "auto"  # the watchdog approves with its own token (explicit opt-in)
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class SeriesRef(Strict):
+    """A metric and label matchers. Values may carry an operator: ``"=~5.."``, ``"!=GET"``."""
+
+    metric: str = Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    match: dict[str, str] = Field(default_factory=dict)
+
+    def selector(self, extra: Mapping[str, str] | None = None) -> Selector:
+        return Selector.of(self.metric, {**self.match, **(extra or {})})
+
+
+class _SignalBase(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Unique name, used in logs and the API.")
+    severity: Severity = Severity.ROLLBACK
+    description: str = ""
+
+
+class RatioSignal(_SignalBase):
+    """Bad events over all events (5xx over requests, reused tokens over claims)."""
+
+    kind: Literal["ratio"]
+    bad: SeriesRef
+    total: SeriesRef
+    slo: float = Field(gt=0, lt=1, description="Largest acceptable bad fraction.")
+
+
+class LatencySignal(_SignalBase):
+    """A latency quantile against the SLO, judged from histogram bucket counts."""
+
+    kind: Literal["latency"]
+    histogram: SeriesRef = Field(description="The histogram's base name (without _bucket).")
+    quantile: float = Field(gt=0, lt=1)
+    threshold_s: float = Field(gt=0, description="SLO on the quantile; best set to a bucket bound.")
+
+
+class ProbeSignal(_SignalBase):
+    """Healthchecks (``probe_success``, 1/0): k failures among the last n fail the signal."""
+
+    kind: Literal["probe"]
+    probe: SeriesRef = Field(default_factory=lambda: SeriesRef(metric="probe_success"))
+    k: int = Field(default=3, ge=1)
+    n: int = Field(default=5, ge=1)
+
+    @model_validator(mode="after")
+    def _k_le_n(self) -> ProbeSignal:
+        if self.k > self.n:
+            raise ValueError(f"k ({self.k}) must not exceed n ({self.n})")
+        return self
+
+
+class RateSignal(_SignalBase):
+    """Events per second of a counter with no natural total (failed jobs, panics)."""
+
+    kind: Literal["rate"]
+    events: SeriesRef
+    limit_per_s: float = Field(gt=0)
+
+
+class GaugeSignal(_SignalBase):
+    """A gauge that must stay under a limit per group (cost per tenant), for ``for_samples`` samples.
+
+    ``promql`` is the raw-PromQL escape hatch (Prometheus source only): an expression returning
+    one value per cohort (and per ``by`` group), evaluated at each tick instead of ``gauge``.
+    """
+
+    kind: Literal["gauge"]
+    gauge: SeriesRef | None = None
+    promql: str | None = None
+    by: list[str] = Field(default_factory=list)
+    limit: float
+    for_samples: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GaugeSignal:
+        if (self.gauge is None) == (self.promql is None):
+            raise ValueError("set exactly one of 'gauge' and 'promql'")
+        return self
+
+
+Signal = Annotated[
+    RatioSignal | LatencySignal | ProbeSignal | RateSignal | GaugeSignal, Field(discriminator="kind")
+]
+
+
+def compile_promql(signal: RatioSignal | LatencySignal | ProbeSignal | RateSignal | GaugeSignal,
+                   window: str = "5m", by: tuple[str, ...] = ("cohort",),
+                   extra: Mapping[str, str] | None = None) -> str:
+    """The PromQL a human would write for the signal: for dashboards, docs and the evidence.
+
+    Decisions use the raw samples (``watchdog.series``), whose counts are exact; this is the same
+    quantity as Prometheus would show it.
+    """
+    grp = ", ".join(by)
+    if isinstance(signal, RatioSignal):
+        bad = signal.bad.selector(extra).promql()
+        total = signal.total.selector(extra).promql()
+        return f"sum by ({grp}) (increase({bad}[{window}])) / sum by ({grp}) (increase({total}[{window}]))"
+    if isinstance(signal, LatencySignal):
+        h = signal.histogram
+        bucket = SeriesRef(metric=h.metric + "_bucket", match=h.match).selector(extra).promql()
+        return f"histogram_quantile({signal.quantile}, sum by ({grp}, le) (rate({bucket}[{window}])))"
+    if isinstance(signal, ProbeSignal):
+        return f"min by ({grp}) ({signal.probe.selector(extra).promql()})"
+    if isinstance(signal, RateSignal):
+        return f"sum by ({grp}) (rate({signal.events.selector(extra).promql()}[{window}]))"
+    if signal.promql is not None:
+        return signal.promql
+    assert signal.gauge is not None
+    return f"max by ({', '.join((*by, *signal.by))}) ({signal.gauge.selector(extra).promql()})"
+
+
+# --------------------------------------------------------------------------- checks and actions
+
+
+class SmokeCheck(Strict):
+    """One HTTP check run after every rollback (and optionally after every deploy)."""
+
+    name: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    path: str = Field(pattern=r"^/")
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = None
+    expect_status: list[int] = Field(default_factory=lambda: [200])
+    expect_json: dict[str, Any] = Field(default_factory=dict, description="Top-level keys and their values.")
+    expect_body_contains: list[str] = Field(default_factory=list)
+    latency_budget_s: float = Field(default=2.0, gt=0)
+    retries: int = Field(default=2, ge=0)
+
+
+class DampeningAction(Strict):
+    """An HTTP call that dampens traffic or jobs during a rollback, with the call that undoes it."""
+
+    name: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: str
+    headers: dict[str, SecretStr | str] = Field(default_factory=dict)
+    json_body: Any = None
+    expect_status: list[int] = Field(default_factory=lambda: [200, 201, 202, 204])
+    undo: DampeningAction | None = None
+
+
+class ServiceConfig(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    match: dict[str, str] = Field(default_factory=dict, description="Label matchers selecting this service.")
+    canary: bool = Field(default=True, description="Metrics carry a cohort label (canary vs baseline).")
+    cohort_label: str = "cohort"
+    canary_value: str = "canary"
+    baseline_value: str = "baseline"
+    all_value: str = Field(default="all", description="Cohort value when there is no canary.")
+    base_urls: dict[str, str] = Field(default_factory=dict, description="Per environment, for smoke checks.")
+    signals: list[Signal]
+    smoke_checks: list[SmokeCheck] = Field(default_factory=list)
+    dampening: dict[str, list[DampeningAction]] = Field(default_factory=dict,
+                                                         description="Per environment.")
+
+    @field_validator("signals")
+    @classmethod
+    def _unique_names(cls, signals: list[Any]) -> list[Any]:
+        names = [s.name for s in signals]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"signal names must be unique; repeated: {', '.join(dupes)}")
+        if not signals:
+            raise ValueError("at least one signal is needed")
+        return signals
+
+
+# --------------------------------------------------------------------------- environments
+
+
+class EnvironmentPolicy(Strict):
+    auto_rollback: bool = True
+    veto_window_s: float = Field(default=0.0, ge=0, description="Humans may veto before the rollback starts.")
+    approval: ApprovalMode = ApprovalMode.NONE
+    watch_s: float = Field(default=1800.0, gt=0, description="How long a new release is watched.")
+    post_rollback_watch_s: float = Field(default=1800.0, gt=0)
+    alpha: float = Field(default=0.01, gt=0, lt=0.5, description="False-alarm budget per deploy.")
+    min_events: int = Field(default=0, ge=0, description="Below this many events a watch ends inconclusive.")
+    on_inconclusive: Literal["promote", "hold"] = "promote"
+
+
+def _default_envs() -> dict[str, EnvironmentPolicy]:
+    return {
+        "dev": EnvironmentPolicy(watch_s=600, post_rollback_watch_s=600),
+        "stage": EnvironmentPolicy(approval=ApprovalMode.AUTO),
+        "prod": EnvironmentPolicy(approval=ApprovalMode.REVIEWERS, veto_window_s=120),
+    }
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class PrometheusConfig(Strict):
+    url: str
+    timeout_s: float = Field(default=10.0, gt=0)
+    bearer_token: SecretStr | None = None
+    basic_auth_user: str | None = None
+    basic_auth_password: SecretStr | None = None
+
+
+class ScrapeTargetConfig(Strict):
+    url: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class ProbeConfig(Strict):
+    name: str
+    url: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    expect_status: int = 200
+
+
+class ScrapeConfig(Strict):
+    interval_s: float = Field(default=15.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0)
+    targets: list[ScrapeTargetConfig] = Field(min_length=1)
+    probes: list[ProbeConfig] = Field(default_factory=list)
+
+
+class ReplayConfig(Strict):
+    path: str
+
+
+class SourceConfig(Strict):
+    kind: Literal["prometheus", "scrape", "replay"]
+    prometheus: PrometheusConfig | None = None
+    scrape: ScrapeConfig | None = None
+    replay: ReplayConfig | None = None
+    lookback_s: float = Field(default=300.0, gt=0, description="How far before a window to find its baseline.")
+
+    @model_validator(mode="after")
+    def _matching_section(self) -> SourceConfig:
+        if getattr(self, self.kind) is None:
+            raise ValueError(f"kind is {self.kind!r} but the '{self.kind}' section is missing")
+        return self
+
+
+# --------------------------------------------------------------------------- github, store
+
+
+class GitHubConfig(Strict):
+    api_url: str = "https://api.github.com"
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    workflow: str = Field(default="deploy.yml", description="Workflow file name or id.")
+    token: SecretStr
+    ref: str = Field(default="{tag}", description="Ref to dispatch; placeholders {tag} {sha} {env}.")
+    inputs: dict[str, str] = Field(
+        default_factory=lambda: {"environment": "{env}", "tag": "{tag}", "correlation_id": "{correlation_id}"},
+        description="workflow_dispatch inputs; placeholders {env} {tag} {sha} {correlation_id} {reason}.",
+    )
+    correlation_input: str = "correlation_id"
+    run_timeout_s: float = Field(default=3600.0, gt=0)
+    request_timeout_s: float = Field(default=15.0, gt=0)
+
+
+class StoreConfig(Strict):
+    url: str = Field(default="sqlite:///watchdog.db", description="SQLAlchemy URL (sqlite or postgresql).")
+
+
+class SentryConfig(Strict):
+    dsn: SecretStr | None = None
+    environment: str = "production"
+
+
+class WatchdogConfig(Strict):
+    """The whole configuration file."""
+
+    version: Literal[1] = 1
+    tick_s: float = Field(default=15.0, gt=0, description="Seconds between evaluations.")
+    services: list[ServiceConfig] = Field(min_length=1)
+    environments: dict[Literal["dev", "stage", "prod"], EnvironmentPolicy] = Field(default_factory=_default_envs)
+    source: SourceConfig
+    github: GitHubConfig
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    sentry: SentryConfig = Field(default_factory=SentryConfig)
+    demo_note: str | None = Field(default=None, description="Shown at start: how this config departs from prod.")
+
+    @model_validator(mode="after")
+    def _checks(self) -> WatchdogConfig:
+        prod = self.environments.get("prod")
+        if prod and prod.post_rollback_watch_s < PROD_MIN_POST_ROLLBACK_WATCH_S and not self.demo_note:
+            raise ValueError(
+                f"environments.prod.post_rollback_watch_s must be at least {PROD_MIN_POST_ROLLBACK_WATCH_S:.0f} s "
+                "(the runbook's 30 minutes); only a config with a demo_note may shorten it"
+            )
+        for svc in self.services:
+            for sig in svc.signals:
+                if isinstance(sig, GaugeSignal) and sig.promql and self.source.kind != "prometheus":
+                    raise ValueError(f"signal {sig.name}: raw 'promql' needs source.kind prometheus")
+        names = [s.name for s in self.services]
+        if len(names) != len(set(names)):
+            raise ValueError("service names must be unique")
+        return self
+
+    def service(self, name: str) -> ServiceConfig:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise KeyError(f"no service named {name!r}")
+
+    def env(self, name: str) -> EnvironmentPolicy:
+        if name not in self.environments:
+            raise KeyError(f"no environment named {name!r} (have {', '.join(self.environments)})")
+        return self.environments[name]  # type: ignore[index]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _plain(node: Any, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> Any:
+    """ruamel's round-trip tree → plain Python, remembering each path's line (1-based)."""
+    if isinstance(node, CommentedMap):
+        out = {}
+        for k, v in node.items():
+            try:
+                lines[(*path, k)] = node.lc.key(k)[0] + 1
+            except (KeyError, TypeError):
+                pass
+            out[str(k)] = _plain(v, (*path, str(k)), lines)
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for i, v in enumerate(node):
+            try:
+                lines[(*path, i)] = node.lc.item(i)[0] + 1
+            except (KeyError, TypeError, IndexError):
+                pass
+            items.append(_plain(v, (*path, i), lines))
+        return items
+    if node is not None and not isinstance(node, str | int | float | bool):
+        return str(node)
+    return node
+
+
+def _resolve_secrets(node: Any, path: tuple[Any, ...], problems: list[tuple[tuple[Any, ...], str]],
+                     env: Mapping[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _resolve_secrets(v, (*path, k), problems, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_secrets(v, (*path, i), problems, env) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        m = _REF.match(node.strip())
+        if m:
+            from_file, name, default = m.group(1), m.group(2), m.group(3)
+            if from_file:
+                try:
+                    return Path(name).read_text().strip()
+                except OSError as exc:
+                    problems.append((path, f"secret file {name} cannot be read: {exc.strerror}"))
+                    return ""
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append((path, f"environment variable {name} is not set"))
+            return ""
+        if path in SECRET_PATHS and node:
+            problems.append((path, "secrets must be given by reference (${ENV_VAR} or ${file:/path}), "
+                                   "not written in the file"))
+            return ""
+    return node
+
+
+def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's union-branch tags (e.g. ``ratio``) so the path matches the YAML."""
+    known_tags = {"ratio", "latency", "probe", "rate", "gauge", "function-after[_k_le_n(), ProbeSignal]"}
+    return tuple(p for p in loc if not (isinstance(p, str) and (p in known_tags or p.startswith("function-"))))
+
+
+def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] | None = None) -> WatchdogConfig:
+    """Parse YAML text into a validated config; raises ``ConfigError`` listing every problem."""
+    environ = os.environ if env is None else env
+    yaml = YAML(typ="rt")
+    try:
+        tree = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError([f"{filename}{line}: invalid YAML: {exc.problem}"]) from exc
+    if not isinstance(tree, CommentedMap):
+        raise ConfigError([f"{filename}:1: the configuration must be a YAML mapping"])
+    lines: dict[tuple[Any, ...], int] = {}
+    data = _plain(tree, (), lines)
+    secret_problems: list[tuple[tuple[Any, ...], str]] = []
+    data = _resolve_secrets(data, (), secret_problems, environ)
+    problems = [f"{filename}:{_line_for(p, lines) or 1}: {_fmt_loc(p)}: {msg}" for p, msg in secret_problems]
+    try:
+        cfg = WatchdogConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = _clean_loc(tuple(err["loc"]))
+            line = _line_for(loc, lines) or 1
+            problems.append(f"{filename}:{line}: {_fmt_loc(loc)}: {err['msg']}")
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> WatchdogConfig:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read: {exc.strerror}"]) from exc
+    return parse_config(text, str(p), env)
+
+
+def json_schema() -> str:
+    return json.dumps(WatchdogConfig.model_json_schema(), indent=2, sort_keys=True)

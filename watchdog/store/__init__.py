@@ -1,0 +1,330 @@
+"""The store: SQLite (WAL) by default, PostgreSQL for HA; schema by Alembic migrations.
+
+Every state the daemon needs to resume after a crash lives here: releases and pins, deploy events,
+watches and their verdicts, rollback incidents and their steps, and the append-only decision log.
+Rows come back detached (``expire_on_commit=False``) so callers can read them after the session.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from watchdog.errors import StoreError
+from watchdog.phases import IncidentPhase, ReleaseStatus, StepPhase, WatchPhase
+from watchdog.store.models import (
+    DecisionEntry,
+    DeployEvent,
+    Incident,
+    Pin,
+    Release,
+    Step,
+    VerdictRow,
+    Watch,
+)
+
+__all__ = ["DecisionEntry", "DeployEvent", "Incident", "Pin", "Release", "ReleaseRef", "Step", "Store",
+           "VerdictRow", "Watch"]
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+@dataclass(frozen=True)
+class ReleaseRef:
+    """What identifies a build: the tag, and where known its SHA, workflow run and build URL."""
+
+    tag: str
+    sha: str | None = None
+    run_id: int | None = None
+    build_url: str | None = None
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = sa.create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (idempotent)."""
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        store = cls(url)
+        store.migrate()
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._session.begin() as s:
+            yield s
+
+    # ------------------------------------------------------------------ releases and pins
+
+    def upsert_release(self, env: str, service: str, ref: ReleaseRef, now: float,
+                       status: ReleaseStatus = ReleaseStatus.DEPLOYED) -> Release:
+        """The release row for (env, service, tag); fills in SHA/run/URL it did not know yet."""
+        with self.session() as s:
+            row = s.scalar(sa.select(Release).filter_by(env=env, service=service, tag=ref.tag))
+            if row is None:
+                row = Release(env=env, service=service, tag=ref.tag, sha=ref.sha, run_id=ref.run_id,
+                              build_url=ref.build_url, status=status.value, created_at=now)
+                s.add(row)
+            else:
+                row.sha = ref.sha or row.sha
+                row.run_id = ref.run_id or row.run_id
+                row.build_url = ref.build_url or row.build_url
+            s.flush()
+            return row
+
+    def release(self, release_id: int) -> Release:
+        with self.session() as s:
+            row = s.get(Release, release_id)
+            if row is None:
+                raise StoreError(f"no release with id {release_id}")
+            return row
+
+    def find_release(self, env: str, service: str, tag: str) -> Release | None:
+        with self.session() as s:
+            return s.scalar(sa.select(Release).filter_by(env=env, service=service, tag=tag))
+
+    def set_release_status(self, release_id: int, status: ReleaseStatus) -> None:
+        with self.session() as s:
+            row = s.get(Release, release_id)
+            if row is None:
+                raise StoreError(f"no release with id {release_id}")
+            if row.status == ReleaseStatus.FAILED.value and status is ReleaseStatus.STABLE:
+                raise StoreError(f"release {row.tag} failed its watch in {row.env} and cannot become stable")
+            row.status = status.value
+
+    def pin(self, env: str, service: str, release_id: int, now: float, actor: str, reason: str) -> Pin:
+        with self.session() as s:
+            rel = s.get(Release, release_id)
+            if rel is None:
+                raise StoreError(f"no release with id {release_id}")
+            if rel.status == ReleaseStatus.FAILED.value:
+                raise StoreError(f"release {rel.tag} failed its watch in {env}: it is never pinned")
+            row = Pin(env=env, service=service, release_id=release_id, pinned_at=now, actor=actor, reason=reason)
+            s.add(row)
+            s.flush()
+            return row
+
+    def current_pin(self, env: str, service: str) -> Release | None:
+        with self.session() as s:
+            pin = s.scalar(sa.select(Pin).filter_by(env=env, service=service).order_by(Pin.id.desc()).limit(1))
+            return None if pin is None else s.get(Release, pin.release_id)
+
+    # ------------------------------------------------------------------ deploy events
+
+    def add_deploy_event(self, env: str, service: str, ref: ReleaseRef, deployed_at: float, now: float,
+                         source: str, actor: str) -> DeployEvent:
+        with self.session() as s:
+            row = DeployEvent(env=env, service=service, tag=ref.tag, sha=ref.sha, run_id=ref.run_id,
+                              build_url=ref.build_url, deployed_at=deployed_at, announced_at=now,
+                              source=source, actor=actor, consumed_at=None)
+            s.add(row)
+            s.flush()
+            return row
+
+    def pending_deploy_events(self) -> list[DeployEvent]:
+        with self.session() as s:
+            q = sa.select(DeployEvent).filter_by(consumed_at=None).order_by(DeployEvent.id)
+            return list(s.scalars(q))
+
+    def consume_deploy_event(self, event_id: int, now: float) -> bool:
+        """Mark consumed; False if another replica or tick already did (exactly-once pickup)."""
+        with self.session() as s:
+            res = s.execute(sa.update(DeployEvent).where(DeployEvent.id == event_id,
+                                                         DeployEvent.consumed_at.is_(None))
+                            .values(consumed_at=now))
+            return bool(getattr(res, "rowcount", 0) == 1)
+
+    # ------------------------------------------------------------------ watches and verdicts
+
+    def create_watch(self, env: str, service: str, kind: str, release_id: int, previous_release_id: int | None,
+                     started_at: float, ends_at: float, incident_id: int | None = None) -> Watch:
+        with self.session() as s:
+            row = Watch(env=env, service=service, kind=kind, release_id=release_id,
+                        previous_release_id=previous_release_id, incident_id=incident_id,
+                        phase=WatchPhase.RUNNING.value, started_at=started_at, ends_at=ends_at)
+            s.add(row)
+            s.flush()
+            return row
+
+    def watch(self, watch_id: int) -> Watch:
+        with self.session() as s:
+            row = s.get(Watch, watch_id)
+            if row is None:
+                raise StoreError(f"no watch with id {watch_id}")
+            return row
+
+    def running_watches(self, env: str | None = None, service: str | None = None) -> list[Watch]:
+        with self.session() as s:
+            q = sa.select(Watch).filter_by(phase=WatchPhase.RUNNING.value)
+            if env is not None:
+                q = q.filter_by(env=env)
+            if service is not None:
+                q = q.filter_by(service=service)
+            return list(s.scalars(q.order_by(Watch.id)))
+
+    def end_watch(self, watch_id: int, phase: WatchPhase, now: float, summary: str) -> None:
+        with self.session() as s:
+            row = s.get(Watch, watch_id)
+            if row is None:
+                raise StoreError(f"no watch with id {watch_id}")
+            row.phase, row.ended_at, row.summary = phase.value, now, summary
+
+    def add_verdict(self, watch_id: int, at: float, signal: str, state: str, detector: str,
+                    statistic: float | None, threshold: float | None, summary: str,
+                    evidence: dict[str, Any]) -> None:
+        with self.session() as s:
+            s.add(VerdictRow(watch_id=watch_id, at=at, signal=signal, state=state, detector=detector,
+                             statistic=statistic, threshold=threshold, summary=summary, evidence=evidence))
+
+    def verdicts(self, watch_id: int) -> list[VerdictRow]:
+        with self.session() as s:
+            q = sa.select(VerdictRow).filter_by(watch_id=watch_id).order_by(VerdictRow.id)
+            return list(s.scalars(q))
+
+    # ------------------------------------------------------------------ incidents and steps
+
+    def create_incident(self, env: str, service: str, from_release_id: int, to_release_id: int | None,
+                        trigger: str, reason: str, actor: str, now: float, evidence: dict[str, Any]) -> Incident:
+        with self.session() as s:
+            row = Incident(env=env, service=service, from_release_id=from_release_id,
+                           to_release_id=to_release_id, trigger=trigger, reason=reason, actor=actor,
+                           correlation_id=f"wd-{secrets.token_hex(6)}", phase=IncidentPhase.RUNNING.value,
+                           created_at=now, evidence=evidence)
+            s.add(row)
+            s.flush()
+            return row
+
+    def incident(self, incident_id: int) -> Incident:
+        with self.session() as s:
+            row = s.get(Incident, incident_id)
+            if row is None:
+                raise StoreError(f"no incident with id {incident_id}")
+            return row
+
+    def open_incidents(self) -> list[Incident]:
+        with self.session() as s:
+            done = (IncidentPhase.RESOLVED.value, IncidentPhase.ESCALATED.value)
+            q = sa.select(Incident).where(Incident.phase.not_in(done)).order_by(Incident.id)
+            return list(s.scalars(q))
+
+    def set_incident_phase(self, incident_id: int, phase: IncidentPhase, now: float | None = None) -> None:
+        with self.session() as s:
+            row = s.get(Incident, incident_id)
+            if row is None:
+                raise StoreError(f"no incident with id {incident_id}")
+            row.phase = phase.value
+            if phase in (IncidentPhase.RESOLVED, IncidentPhase.ESCALATED):
+                row.ended_at = now
+
+    def step(self, incident_id: int, name: str) -> Step:
+        """The step row, created as pending on first sight; its key is (incident, step name)."""
+        key = f"incident-{incident_id}/{name}"
+        with self.session() as s:
+            row = s.scalar(sa.select(Step).filter_by(idempotency_key=key))
+            if row is not None:
+                return row
+        try:
+            with self.session() as s:
+                row = Step(incident_id=incident_id, name=name, idempotency_key=key,
+                           phase=StepPhase.PENDING.value, attempts=0, evidence={})
+                s.add(row)
+                s.flush()
+                return row
+        except IntegrityError:  # another replica created it first
+            with self.session() as s:
+                existing = s.scalar(sa.select(Step).filter_by(idempotency_key=key))
+                assert existing is not None
+                return existing
+
+    def steps(self, incident_id: int) -> list[Step]:
+        with self.session() as s:
+            return list(s.scalars(sa.select(Step).filter_by(incident_id=incident_id).order_by(Step.id)))
+
+    def update_step(self, step_id: int, *, phase: StepPhase, now: float, outcome: str | None = None,
+                    evidence: dict[str, Any] | None = None, attempt: bool = False) -> Step:
+        with self.session() as s:
+            row = s.get(Step, step_id)
+            if row is None:
+                raise StoreError(f"no step with id {step_id}")
+            row.phase = phase.value
+            if phase is StepPhase.RUNNING and row.started_at is None:
+                row.started_at = now
+            if phase in (StepPhase.SUCCESSFUL, StepPhase.FAILED, StepPhase.ERROR):
+                row.ended_at = now
+            if attempt:
+                row.attempts += 1
+            if outcome is not None:
+                row.outcome = outcome
+            if evidence is not None:
+                row.evidence = {**row.evidence, **evidence}
+            s.flush()
+            return row
+
+    # ------------------------------------------------------------------ decision log
+
+    def log_decision(self, *, at: float, env: str, service: str, kind: str, reason: str, actor: str,
+                     result: str, evidence: dict[str, Any] | None = None,
+                     from_release: Release | None = None, to_release: Release | None = None,
+                     watch_id: int | None = None, incident_id: int | None = None) -> DecisionEntry:
+        def ref(r: Release | None) -> tuple[str | None, str | None, int | None, str | None]:
+            return (None, None, None, None) if r is None else (r.tag, r.sha, r.run_id, r.build_url)
+
+        ft, fs, fr, fu = ref(from_release)
+        tt, ts, tr, tu = ref(to_release)
+        with self.session() as s:
+            row = DecisionEntry(at=at, env=env, service=service, kind=kind, from_tag=ft, from_sha=fs,
+                                from_run_id=fr, from_build_url=fu, to_tag=tt, to_sha=ts, to_run_id=tr,
+                                to_build_url=tu, reason=reason, evidence=evidence or {}, actor=actor,
+                                result=result, watch_id=watch_id, incident_id=incident_id)
+            s.add(row)
+            s.flush()
+            return row
+
+    def decisions(self, env: str | None = None, limit: int | None = None,
+                  incident_id: int | None = None) -> Sequence[DecisionEntry]:
+        with self.session() as s:
+            q = sa.select(DecisionEntry)
+            if env is not None:
+                q = q.filter_by(env=env)
+            if incident_id is not None:
+                q = q.filter_by(incident_id=incident_id)
+            q = q.order_by(DecisionEntry.id.desc())
+            if limit is not None:
+                q = q.limit(limit)
+            return list(reversed(list(s.scalars(q))))

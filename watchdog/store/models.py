@@ -1,0 +1,170 @@
+"""The store's tables. Times are Unix seconds from the injected clock (simulated or real).
+
+The schema is created and changed only by Alembic migrations (``watchdog/migrations``); the same
+migrations run on SQLite (the embedded default) and PostgreSQL (HA replicas).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class Release(Base):
+    """A build of a service deployed to an environment."""
+
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("env", "service", "tag", name="uq_release"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    env: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str] = mapped_column(String(128))
+    tag: Mapped[str] = mapped_column(String(256))
+    sha: Mapped[str | None] = mapped_column(String(64))
+    run_id: Mapped[int | None] = mapped_column(BigInteger)
+    build_url: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Pin(Base):
+    """History of stable pins; the newest row per (env, service) is the current pin."""
+
+    __tablename__ = "pins"
+    __table_args__ = (Index("ix_pins_env_service", "env", "service", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    env: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str] = mapped_column(String(128))
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    pinned_at: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class DeployEvent(Base):
+    """A deploy announced to the watchdog (CLI, API, GitHub polling), consumed by the daemon."""
+
+    __tablename__ = "deploy_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    env: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str] = mapped_column(String(128))
+    tag: Mapped[str] = mapped_column(String(256))
+    sha: Mapped[str | None] = mapped_column(String(64))
+    run_id: Mapped[int | None] = mapped_column(BigInteger)
+    build_url: Mapped[str | None] = mapped_column(Text)
+    deployed_at: Mapped[float] = mapped_column(Float)
+    announced_at: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    consumed_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Watch(Base):
+    """One watch of a release: after its deploy, or after a rollback to it."""
+
+    __tablename__ = "watches"
+    __table_args__ = (Index("ix_watches_phase", "phase"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    env: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    previous_release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
+    phase: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[float] = mapped_column(Float)
+    ends_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    summary: Mapped[str | None] = mapped_column(Text)
+
+
+class VerdictRow(Base):
+    """A signal's verdict, stored when its state changes and when the watch ends."""
+
+    __tablename__ = "verdicts"
+    __table_args__ = (Index("ix_verdicts_watch", "watch_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id"))
+    at: Mapped[float] = mapped_column(Float)
+    signal: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(32))
+    detector: Mapped[str] = mapped_column(String(64))
+    statistic: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    summary: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Incident(Base):
+    """One rollback: from the bad release to the pinned stable one, through the pipeline steps."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    env: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str] = mapped_column(String(128))
+    from_release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    to_release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+    trigger: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    correlation_id: Mapped[str] = mapped_column(String(64), unique=True)
+    phase: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Step(Base):
+    """A pipeline step, recorded before it runs and after; the key makes its effect happen once."""
+
+    __tablename__ = "steps"
+    __table_args__ = (UniqueConstraint("idempotency_key", name="uq_step_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    phase: Mapped[str] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DecisionEntry(Base):
+    """The append-only decision log: database triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "decision_log"
+    __table_args__ = (Index("ix_decision_log_env", "env", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float)
+    env: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(64))
+    from_tag: Mapped[str | None] = mapped_column(String(256))
+    from_sha: Mapped[str | None] = mapped_column(String(64))
+    from_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    from_build_url: Mapped[str | None] = mapped_column(Text)
+    to_tag: Mapped[str | None] = mapped_column(String(256))
+    to_sha: Mapped[str | None] = mapped_column(String(64))
+    to_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    to_build_url: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    actor: Mapped[str] = mapped_column(String(128))
+    result: Mapped[str] = mapped_column(String(64))
+    watch_id: Mapped[int | None] = mapped_column(Integer)
+    incident_id: Mapped[int | None] = mapped_column(Integer)
