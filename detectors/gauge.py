@@ -34,15 +34,32 @@ def gauge_limit(
         run = int(np.argmin(above[::-1])) if not above.all() else int(v.size)
         if run > worst_run or (run == worst_run and not worst_name):
             worst_name, worst_run, worst_value = name, run, float(v[-1])
-    evidence = {"limit": limit, "min_samples": min_samples, "worst_group": worst_name,
-                "worst_run": worst_run, "worst_last_value": worst_value, "groups": len(groups),
-                "statistic_name": "consecutive samples above the limit (worst group)"}
+    evidence = {
+        "limit": limit,
+        "min_samples": min_samples,
+        "worst_group": worst_name,
+        "worst_run": worst_run,
+        "worst_last_value": worst_value,
+        "groups": len(groups),
+        "statistic_name": "consecutive samples above the limit (worst group)",
+    }
     if not seen_any:
         return Verdict(Outcome.NO_DATA, detector, None, float(min_samples), "no samples", evidence)
     if worst_run >= min_samples:
-        return Verdict(Outcome.FAIL, detector, float(worst_run), float(min_samples),
-                       f"{worst_name}: {worst_value:.4g} above the limit {limit:.4g} "
-                       f"for {worst_run} samples", evidence)
+        return Verdict(
+            Outcome.FAIL,
+            detector,
+            float(worst_run),
+            float(min_samples),
+            f"{worst_name}: {worst_value:.4g} above the limit {limit:.4g} for {worst_run} samples",
+            evidence,
+        )
     outcome = Outcome.PASS if complete else Outcome.INCONCLUSIVE
-    return Verdict(outcome, detector, float(worst_run), float(min_samples),
-                   f"all groups within {limit:.4g} (worst run {worst_run}/{min_samples})", evidence)
+    return Verdict(
+        outcome,
+        detector,
+        float(worst_run),
+        float(min_samples),
+        f"all groups within {limit:.4g} (worst run {worst_run}/{min_samples})",
+        evidence,
+    )

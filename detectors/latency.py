@@ -49,7 +49,7 @@ def histogram_quantile(q: float, bounds: Sequence[float], cumulative: Sequence[f
     in_bucket = float(c[i]) - below
     if in_bucket <= 0:
         return float(le[i])
-    return lower + (float(le[i]) - lower) * (rank - below) / in_bucket
+    return float(lower + (float(le[i]) - lower) * (rank - below) / in_bucket)
 
 
 def latency_exceedance(
@@ -77,14 +77,20 @@ def latency_exceedance(
     verdict = slo_bound(total - fast, total, 1.0 - quantile, alpha, detector=detector)
     shown = histogram_quantile(quantile, le, [counts[b] for b in le])
     evidence = dict(verdict.evidence)
-    evidence.update({
-        "quantile": quantile, "threshold_s": threshold_s, "bucket_bound_s": bound,
-        "estimated_quantile_s": None if math.isnan(shown) else shown,
-    })
+    evidence.update(
+        {
+            "quantile": quantile,
+            "threshold_s": threshold_s,
+            "bucket_bound_s": bound,
+            "estimated_quantile_s": None if math.isnan(shown) else shown,
+        }
+    )
     summary = verdict.summary
     if verdict.outcome is not Outcome.NO_DATA:
         shown_txt = "n/a" if math.isnan(shown) else f"{shown * 1000:.0f} ms"
-        summary = (f"p{quantile * 100:g} ≈ {shown_txt} vs SLO {threshold_s * 1000:.0f} ms; "
-                   f"{total - fast:.0f}/{total:.0f} requests above {bound * 1000:g} ms "
-                   f"(allowed {1 - quantile:.0%}): {verdict.outcome.value}")
+        summary = (
+            f"p{quantile * 100:g} ≈ {shown_txt} vs SLO {threshold_s * 1000:.0f} ms; "
+            f"{total - fast:.0f}/{total:.0f} requests above {bound * 1000:g} ms "
+            f"(allowed {1 - quantile:.0%}): {verdict.outcome.value}"
+        )
     return Verdict(verdict.outcome, detector, verdict.statistic, verdict.threshold, summary, evidence)

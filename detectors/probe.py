@@ -21,8 +21,14 @@ def probe_k_of_n(results: Sequence[float], k: int, n: int, *, detector: str = "p
     r = np.asarray(results, dtype=float)
     seen = r[~np.isnan(r)][-n:]
     failures = int(np.sum(seen < 0.5))
-    evidence = {"k": k, "n": n, "seen": int(seen.size), "failures": failures,
-                "last": [int(v) for v in seen.tolist()], "statistic_name": "failures in the last n"}
+    evidence = {
+        "k": k,
+        "n": n,
+        "seen": int(seen.size),
+        "failures": failures,
+        "last": [int(v) for v in seen.tolist()],
+        "statistic_name": "failures in the last n",
+    }
     if seen.size == 0:
         return Verdict(Outcome.NO_DATA, detector, None, float(k), "no probe results", evidence)
     if failures >= k:

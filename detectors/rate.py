@@ -28,7 +28,7 @@ def _log_mixture(x: float, t: float, lam0: float, shape: float, upper: bool) -> 
     prior = float(tail(shape, rate * lam0))
     if post <= 0.0:
         return -math.inf
-    log_num = (float(special.gammaln(shape + x)) - (shape + x) * math.log(rate + t) + math.log(post))
+    log_num = float(special.gammaln(shape + x)) - (shape + x) * math.log(rate + t) + math.log(post)
     log_den = float(special.gammaln(shape)) - shape * math.log(rate) + math.log(prior)
     return log_num - log_den - x * math.log(lam0) + lam0 * t
 
@@ -40,8 +40,13 @@ def rate_bound(
     if limit_per_s <= 0 or not 0 < alpha < 1:
         raise ValueError("need limit_per_s > 0 and 0 < alpha < 1")
     threshold = math.log(1.0 / alpha)
-    evidence: dict[str, float | str] = {"events": events, "seconds": seconds, "limit_per_s": limit_per_s,
-                                        "alpha": alpha, "statistic_name": "log e-value (fail direction)"}
+    evidence: dict[str, float | str] = {
+        "events": events,
+        "seconds": seconds,
+        "limit_per_s": limit_per_s,
+        "alpha": alpha,
+        "statistic_name": "log e-value (fail direction)",
+    }
     if seconds <= 0:
         return Verdict(Outcome.NO_DATA, detector, None, threshold, "no time observed", evidence)
     log_fail = _log_mixture(events, seconds, limit_per_s, DEFAULT_SHAPE, upper=True)

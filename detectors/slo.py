@@ -33,9 +33,7 @@ DEFAULT_PRIOR_STRENGTH = 2.0
 LOG_E_FLOOR = -1e6
 
 
-def _log_mixture(
-    x: float, n: float, p0: np.ndarray | float, strength: float, upper: bool
-) -> np.ndarray:
+def _log_mixture(x: float, n: float, p0: np.ndarray | float, strength: float, upper: bool) -> np.ndarray:
     """log E_n of the mixture truncated to θ > p0 (upper) or θ < p0 (lower), elementwise in p0.
 
     The upper (fail) side mixes over Beta(strength·p0, strength·(1−p0)); the lower (pass) side
@@ -84,7 +82,10 @@ def slo_bound(
         raise ValueError(f"need 0 <= bad <= total, got bad={bad} total={total}")
     threshold = math.log(1.0 / alpha)
     evidence: dict[str, float | str] = {
-        "bad": float(bad), "total": float(total), "slo": slo, "alpha": alpha,
+        "bad": float(bad),
+        "total": float(total),
+        "slo": slo,
+        "alpha": alpha,
         "statistic_name": "log e-value (fail direction)",
     }
     if total <= 0:
@@ -94,8 +95,9 @@ def slo_bound(
     log_e_pass = max(float(_log_mixture(bad, total, slo, prior_strength, upper=False)), LOG_E_FLOOR)
     rate = bad / total
     lo, hi = confidence_sequence(bad, total, alpha, prior_strength=prior_strength) if interval else (0.0, 1.0)
-    evidence.update({"rate": rate, "log_e_fail": log_e_fail, "log_e_pass": log_e_pass,
-                     "ci_low": lo, "ci_high": hi})
+    evidence.update(
+        {"rate": rate, "log_e_fail": log_e_fail, "log_e_pass": log_e_pass, "ci_low": lo, "ci_high": hi}
+    )
     if log_e_fail >= threshold:
         outcome = Outcome.FAIL
         summary = f"{rate:.3%} bad ({bad:.0f}/{total:.0f}) is above the SLO {slo:.3%} (CI ≥ {lo:.3%})"

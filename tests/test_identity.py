@@ -16,5 +16,7 @@ def test_filesystem_watchdog_is_not_installed() -> None:
         dist = importlib.metadata.distribution("watchdog")
     except importlib.metadata.PackageNotFoundError:
         return
-    raise AssertionError(f"the filesystem-events package 'watchdog' {dist.version} is installed and would "
-                         "shadow or clash with ours: remove whatever depends on it")
+    raise AssertionError(
+        f"the filesystem-events package 'watchdog' {dist.version} is installed and would "
+        "shadow or clash with ours: remove whatever depends on it"
+    )

@@ -1,13 +1,14 @@
 """Configuration: pydantic models loaded from YAML, the one source of truth for the JSON Schema.
 
-A whole value ``${NAME}`` is read from the environment (``${NAME:-default}`` with a fallback) and
-``${file:/path}`` from a file. Secrets must be given that way, never written in the file, and are
+``${NAME}`` in a value is read from the environment (``${NAME:-default}`` with a fallback), and a
+whole value ``${file:/path}`` from a file. Secrets must be given that way, never written in the file, and are
 held as ``SecretStr`` so they cannot leak into logs or errors.
 Every validation problem is reported with file, line and field path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import os
@@ -32,9 +33,10 @@ from ruamel.yaml.error import MarkedYAMLError
 from watchdog.errors import ConfigError
 from watchdog.series import Selector
 
-ENVIRONMENTS = ("dev", "stage", "prod")
+EnvName = Literal["dev", "stage", "prod"]
 PROD_MIN_POST_ROLLBACK_WATCH_S = 1800.0
-_REF = re.compile(r"^\$\{(?:(file):)?([^}:]+?)(?::-([^}]*))?\}$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_FILE_REF = re.compile(r"^\$\{file:([^}]+)\}$")
 #: Fields that hold secrets: they must be given by reference, never written in the file.
 SECRET_PATHS = (
     ("github", "token"),
@@ -146,9 +148,12 @@ Signal = Annotated[
 ]
 
 
-def compile_promql(signal: RatioSignal | LatencySignal | ProbeSignal | RateSignal | GaugeSignal,
-                   window: str = "5m", by: tuple[str, ...] = ("cohort",),
-                   extra: Mapping[str, str] | None = None) -> str:
+def compile_promql(
+    signal: RatioSignal | LatencySignal | ProbeSignal | RateSignal | GaugeSignal,
+    window: str = "5m",
+    by: tuple[str, ...] = ("cohort",),
+    extra: Mapping[str, str] | None = None,
+) -> str:
     """The PromQL a human would write for the signal: for dashboards, docs and the evidence.
 
     Decisions use the raw samples (``watchdog.series``), whose counts are exact; this is the same
@@ -214,8 +219,7 @@ class ServiceConfig(Strict):
     base_urls: dict[str, str] = Field(default_factory=dict, description="Per environment, for smoke checks.")
     signals: list[Signal]
     smoke_checks: list[SmokeCheck] = Field(default_factory=list)
-    dampening: dict[str, list[DampeningAction]] = Field(default_factory=dict,
-                                                         description="Per environment.")
+    dampening: dict[str, list[DampeningAction]] = Field(default_factory=dict, description="Per environment.")
 
     @field_validator("signals")
     @classmethod
@@ -243,7 +247,7 @@ class EnvironmentPolicy(Strict):
     on_inconclusive: Literal["promote", "hold"] = "promote"
 
 
-def _default_envs() -> dict[str, EnvironmentPolicy]:
+def _default_envs() -> dict[EnvName, EnvironmentPolicy]:
     return {
         "dev": EnvironmentPolicy(watch_s=600, post_rollback_watch_s=600),
         "stage": EnvironmentPolicy(approval=ApprovalMode.AUTO),
@@ -290,7 +294,9 @@ class SourceConfig(Strict):
     prometheus: PrometheusConfig | None = None
     scrape: ScrapeConfig | None = None
     replay: ReplayConfig | None = None
-    lookback_s: float = Field(default=300.0, gt=0, description="How far before a window to find its baseline.")
+    lookback_s: float = Field(
+        default=300.0, gt=0, description="How far before a window to find its baseline."
+    )
 
     @model_validator(mode="after")
     def _matching_section(self) -> SourceConfig:
@@ -309,10 +315,20 @@ class GitHubConfig(Strict):
     token: SecretStr
     ref: str = Field(default="{tag}", description="Ref to dispatch; placeholders {tag} {sha} {env}.")
     inputs: dict[str, str] = Field(
-        default_factory=lambda: {"environment": "{env}", "tag": "{tag}", "correlation_id": "{correlation_id}"},
+        default_factory=lambda: {
+            "environment": "{env}",
+            "tag": "{tag}",
+            "correlation_id": "{correlation_id}",
+        },
         description="workflow_dispatch inputs; placeholders {env} {tag} {sha} {correlation_id} {reason}.",
     )
     correlation_input: str = "correlation_id"
+    dispatch_lookup_grace_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="After a dispatch whose answer was lost, how long to look for its run "
+        "(by correlation id) before dispatching again.",
+    )
     run_timeout_s: float = Field(default=3600.0, gt=0)
     request_timeout_s: float = Field(default=15.0, gt=0)
 
@@ -332,19 +348,22 @@ class WatchdogConfig(Strict):
     version: Literal[1] = 1
     tick_s: float = Field(default=15.0, gt=0, description="Seconds between evaluations.")
     services: list[ServiceConfig] = Field(min_length=1)
-    environments: dict[Literal["dev", "stage", "prod"], EnvironmentPolicy] = Field(default_factory=_default_envs)
+    environments: dict[EnvName, EnvironmentPolicy] = Field(default_factory=_default_envs)
     source: SourceConfig
     github: GitHubConfig
     store: StoreConfig = Field(default_factory=StoreConfig)
     sentry: SentryConfig = Field(default_factory=SentryConfig)
-    demo_note: str | None = Field(default=None, description="Shown at start: how this config departs from prod.")
+    demo_note: str | None = Field(
+        default=None, description="Shown at start: how this config departs from prod."
+    )
 
     @model_validator(mode="after")
     def _checks(self) -> WatchdogConfig:
         prod = self.environments.get("prod")
         if prod and prod.post_rollback_watch_s < PROD_MIN_POST_ROLLBACK_WATCH_S and not self.demo_note:
             raise ValueError(
-                f"environments.prod.post_rollback_watch_s must be at least {PROD_MIN_POST_ROLLBACK_WATCH_S:.0f} s "
+                "environments.prod.post_rollback_watch_s must be at least "
+                f"{PROD_MIN_POST_ROLLBACK_WATCH_S:.0f} s "
                 "(the runbook's 30 minutes); only a config with a demo_note may shorten it"
             )
         for svc in self.services:
@@ -365,7 +384,7 @@ class WatchdogConfig(Strict):
     def env(self, name: str) -> EnvironmentPolicy:
         if name not in self.environments:
             raise KeyError(f"no environment named {name!r} (have {', '.join(self.environments)})")
-        return self.environments[name]  # type: ignore[index]
+        return self.environments[name]
 
 
 # --------------------------------------------------------------------------- loading
@@ -376,19 +395,15 @@ def _plain(node: Any, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) 
     if isinstance(node, CommentedMap):
         out = {}
         for k, v in node.items():
-            try:
+            with contextlib.suppress(KeyError, TypeError):
                 lines[(*path, k)] = node.lc.key(k)[0] + 1
-            except (KeyError, TypeError):
-                pass
             out[str(k)] = _plain(v, (*path, str(k)), lines)
         return out
     if isinstance(node, CommentedSeq):
         items = []
         for i, v in enumerate(node):
-            try:
+            with contextlib.suppress(KeyError, TypeError, IndexError):
                 lines[(*path, i)] = node.lc.item(i)[0] + 1
-            except (KeyError, TypeError, IndexError):
-                pass
             items.append(_plain(v, (*path, i), lines))
         return items
     if node is not None and not isinstance(node, str | int | float | bool):
@@ -396,33 +411,42 @@ def _plain(node: Any, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) 
     return node
 
 
-def _resolve_secrets(node: Any, path: tuple[Any, ...], problems: list[tuple[tuple[Any, ...], str]],
-                     env: Mapping[str, str]) -> Any:
+def _resolve_refs(
+    node: Any, path: tuple[Any, ...], problems: list[tuple[tuple[Any, ...], str]], env: Mapping[str, str]
+) -> Any:
+    """Replace ``${NAME}``/``${NAME:-default}`` anywhere in a string and whole ``${file:/path}`` values."""
     if isinstance(node, dict):
-        return {k: _resolve_secrets(v, (*path, k), problems, env) for k, v in node.items()}
+        return {k: _resolve_refs(v, (*path, k), problems, env) for k, v in node.items()}
     if isinstance(node, list):
-        return [_resolve_secrets(v, (*path, i), problems, env) for i, v in enumerate(node)]
-    if isinstance(node, str):
-        m = _REF.match(node.strip())
-        if m:
-            from_file, name, default = m.group(1), m.group(2), m.group(3)
-            if from_file:
-                try:
-                    return Path(name).read_text().strip()
-                except OSError as exc:
-                    problems.append((path, f"secret file {name} cannot be read: {exc.strerror}"))
-                    return ""
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            problems.append((path, f"environment variable {name} is not set"))
+        return [_resolve_refs(v, (*path, i), problems, env) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+    whole = _FILE_REF.match(node.strip())
+    if whole:
+        try:
+            return Path(whole.group(1)).read_text().strip()
+        except OSError as exc:
+            problems.append((path, f"secret file {whole.group(1)} cannot be read: {exc.strerror}"))
             return ""
-        if path in SECRET_PATHS and node:
-            problems.append((path, "secrets must be given by reference (${ENV_VAR} or ${file:/path}), "
-                                   "not written in the file"))
-            return ""
-    return node
+    if path in SECRET_PATHS and node and not _ENV_REF.fullmatch(node.strip()):
+        problems.append(
+            (
+                path,
+                "secrets must be given by reference (${ENV_VAR} or ${file:/path}), not written in the file",
+            )
+        )
+        return ""
+
+    def value(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problems.append((path, f"environment variable {name} is not set"))
+        return ""
+
+    return _ENV_REF.sub(value, node)
 
 
 def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
@@ -442,10 +466,14 @@ def _fmt_loc(loc: tuple[Any, ...]) -> str:
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """Drop pydantic's union-branch tags (e.g. ``ratio``) so the path matches the YAML."""
     known_tags = {"ratio", "latency", "probe", "rate", "gauge", "function-after[_k_le_n(), ProbeSignal]"}
-    return tuple(p for p in loc if not (isinstance(p, str) and (p in known_tags or p.startswith("function-"))))
+    return tuple(
+        p for p in loc if not (isinstance(p, str) and (p in known_tags or p.startswith("function-")))
+    )
 
 
-def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] | None = None) -> WatchdogConfig:
+def parse_config(
+    text: str, filename: str = "<config>", env: Mapping[str, str] | None = None
+) -> WatchdogConfig:
     """Parse YAML text into a validated config; raises ``ConfigError`` listing every problem."""
     environ = os.environ if env is None else env
     yaml = YAML(typ="rt")
@@ -460,15 +488,15 @@ def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] |
     lines: dict[tuple[Any, ...], int] = {}
     data = _plain(tree, (), lines)
     secret_problems: list[tuple[tuple[Any, ...], str]] = []
-    data = _resolve_secrets(data, (), secret_problems, environ)
+    data = _resolve_refs(data, (), secret_problems, environ)
     problems = [f"{filename}:{_line_for(p, lines) or 1}: {_fmt_loc(p)}: {msg}" for p, msg in secret_problems]
     try:
         cfg = WatchdogConfig.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             loc = _clean_loc(tuple(err["loc"]))
-            line = _line_for(loc, lines) or 1
-            problems.append(f"{filename}:{line}: {_fmt_loc(loc)}: {err['msg']}")
+            line_no = _line_for(loc, lines) or 1
+            problems.append(f"{filename}:{line_no}: {_fmt_loc(loc)}: {err['msg']}")
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)

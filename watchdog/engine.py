@@ -19,7 +19,6 @@ from watchdog.evaluate import Evaluator, SignalResult, signal_alpha
 from watchdog.phases import (
     Actor,
     DecisionKind,
-    IncidentPhase,
     ReleaseStatus,
     SignalState,
     WatchKind,
@@ -54,9 +53,17 @@ class _WatchMemory:
 
 
 class Engine:
-    def __init__(self, cfg: WatchdogConfig, store: Store, source: MetricSource | None, clock: Clock, *,
-                 pipeline: PipelineRunner | None = None, reporter: Reporter | None = None,
-                 step_s: float | None = None) -> None:
+    def __init__(
+        self,
+        cfg: WatchdogConfig,
+        store: Store,
+        source: MetricSource | None,
+        clock: Clock,
+        *,
+        pipeline: PipelineRunner | None = None,
+        reporter: Reporter | None = None,
+        step_s: float | None = None,
+    ) -> None:
         self.cfg = cfg
         self.store = store
         self.source = source
@@ -66,30 +73,52 @@ class Engine:
         self._memory: dict[int, _WatchMemory] = {}
         step = step_s if step_s is not None else cfg.tick_s
         # Without a source (the CLI's announce/pin) the engine records decisions but evaluates nothing.
-        self._evaluators = {} if source is None else {
-            s.name: Evaluator(s, source, lookback_s=cfg.source.lookback_s, step_s=step) for s in cfg.services}
+        self._evaluators = (
+            {}
+            if source is None
+            else {
+                s.name: Evaluator(s, source, lookback_s=cfg.source.lookback_s, step_s=step)
+                for s in cfg.services
+            }
+        )
         self.on_watch_end: list[Callable[[Watch, WatchPhase], None]] = []
 
     # ------------------------------------------------------------------ decision log
 
     def record(self, **kw: Any) -> DecisionEntry:
         entry = self.store.log_decision(at=self.clock.now(), **kw)
-        log.info("decision", kind=entry.kind, env=entry.env, service=entry.service, result=entry.result,
-                 reason=entry.reason, actor=entry.actor)
+        log.info(
+            "decision",
+            kind=entry.kind,
+            env=entry.env,
+            service=entry.service,
+            result=entry.result,
+            reason=entry.reason,
+            actor=entry.actor,
+        )
         if self.reporter is not None:
             self.reporter.decision(entry)
         return entry
 
     # ------------------------------------------------------------------ deploys
 
-    def announce(self, env: str, service: str, ref: ReleaseRef, *, deployed_at: float | None = None,
-                 source: str = "cli", actor: str = Actor.AUTOMATIC.value) -> int:
+    def announce(
+        self,
+        env: str,
+        service: str,
+        ref: ReleaseRef,
+        *,
+        deployed_at: float | None = None,
+        source: str = "cli",
+        actor: str = Actor.AUTOMATIC.value,
+    ) -> int:
         """Queue a deploy for the next tick (the store carries it, so any replica can pick it up)."""
         self.cfg.env(env)
         self.cfg.service(service)
         now = self.clock.now()
-        ev = self.store.add_deploy_event(env, service, ref, deployed_at if deployed_at is not None else now,
-                                         now, source, actor)
+        ev = self.store.add_deploy_event(
+            env, service, ref, deployed_at if deployed_at is not None else now, now, source, actor
+        )
         return ev.id
 
     def _consume_deploys(self, now: float) -> None:
@@ -99,27 +128,57 @@ class Engine:
             ref = ReleaseRef(ev.tag, ev.sha, ev.run_id, ev.build_url)
             self.start_watch(ev.env, ev.service, ref, ev.deployed_at, actor=ev.actor, source=ev.source)
 
-    def start_watch(self, env: str, service: str, ref: ReleaseRef, deployed_at: float, *,
-                    actor: str = Actor.AUTOMATIC.value, source: str = "cli") -> Watch:
+    def start_watch(
+        self,
+        env: str,
+        service: str,
+        ref: ReleaseRef,
+        deployed_at: float,
+        *,
+        actor: str = Actor.AUTOMATIC.value,
+        source: str = "cli",
+    ) -> Watch:
         policy = self.cfg.env(env)
         release = self.store.upsert_release(env, service, ref, deployed_at)
         stable = self.store.current_pin(env, service)
         for old in self.store.running_watches(env, service):
             if old.kind == WatchKind.DEPLOY.value:
-                self.store.end_watch(old.id, WatchPhase.SUPERSEDED, self.clock.now(),
-                                     f"superseded by the deploy of {ref.tag}")
-                self.record(env=env, service=service, kind=DecisionKind.WATCH_SUPERSEDED.value,
-                            reason=f"a newer deploy ({ref.tag}) replaced this watch", actor=actor,
-                            result=WatchPhase.SUPERSEDED.value, watch_id=old.id,
-                            from_release=self.store.release(old.release_id), to_release=release)
-        watch = self.store.create_watch(env, service, WatchKind.DEPLOY.value, release.id,
-                                        stable.id if stable else None, deployed_at, deployed_at + policy.watch_s)
+                self.store.end_watch(
+                    old.id, WatchPhase.SUPERSEDED, self.clock.now(), f"superseded by the deploy of {ref.tag}"
+                )
+                self.record(
+                    env=env,
+                    service=service,
+                    kind=DecisionKind.WATCH_SUPERSEDED.value,
+                    reason=f"a newer deploy ({ref.tag}) replaced this watch",
+                    actor=actor,
+                    result=WatchPhase.SUPERSEDED.value,
+                    watch_id=old.id,
+                    from_release=self.store.release(old.release_id),
+                    to_release=release,
+                )
+        watch = self.store.create_watch(
+            env,
+            service,
+            WatchKind.DEPLOY.value,
+            release.id,
+            stable.id if stable else None,
+            deployed_at,
+            deployed_at + policy.watch_s,
+        )
         note = "" if stable else " (no stable release is pinned: a rollback would have no target)"
-        self.record(env=env, service=service, kind=DecisionKind.WATCH_STARTED.value,
-                    reason=f"deploy of {ref.tag} announced by {source}; watching for {policy.watch_s:.0f}s{note}",
-                    actor=actor, result=WatchPhase.RUNNING.value, watch_id=watch.id,
-                    from_release=stable, to_release=release,
-                    evidence={"ends_at": watch.ends_at, "auto_rollback": policy.auto_rollback})
+        self.record(
+            env=env,
+            service=service,
+            kind=DecisionKind.WATCH_STARTED.value,
+            reason=f"deploy of {ref.tag} announced by {source}; watching for {policy.watch_s:.0f}s{note}",
+            actor=actor,
+            result=WatchPhase.RUNNING.value,
+            watch_id=watch.id,
+            from_release=stable,
+            to_release=release,
+            evidence={"ends_at": watch.ends_at, "auto_rollback": policy.auto_rollback},
+        )
         return watch
 
     # ------------------------------------------------------------------ the tick
@@ -157,9 +216,16 @@ class Engine:
         for r in results:
             if r.state is SignalState.FAIL and r.severity is Severity.PAGE and r.signal not in mem.paged:
                 mem.paged.add(r.signal)
-                self.record(env=watch.env, service=watch.service, kind=DecisionKind.STEP.value,
-                            reason=f"{r.signal} failed (severity page): {r.summary}", actor=Actor.AUTOMATIC.value,
-                            result="paged", watch_id=watch.id, evidence=r.evidence())
+                self.record(
+                    env=watch.env,
+                    service=watch.service,
+                    kind=DecisionKind.STEP.value,
+                    reason=f"{r.signal} failed (severity page): {r.summary}",
+                    actor=Actor.AUTOMATIC.value,
+                    result="paged",
+                    watch_id=watch.id,
+                    evidence=r.evidence(),
+                )
         if now >= watch.ends_at:
             self._finish(watch, svc, results, mem, now)
 
@@ -170,20 +236,43 @@ class Engine:
             if mem.states.get(r.signal) is not r.state:
                 mem.states[r.signal] = r.state
                 v = r.verdict
-                self.store.add_verdict(watch.id, now, r.signal, r.state.value, v.detector if v else "source",
-                                       v.statistic if v else None, v.threshold if v else None, r.summary,
-                                       r.evidence())
+                self.store.add_verdict(
+                    watch.id,
+                    now,
+                    r.signal,
+                    r.state.value,
+                    v.detector if v else "source",
+                    v.statistic if v else None,
+                    v.threshold if v else None,
+                    r.summary,
+                    r.evidence(),
+                )
         blind = bool(results) and all(r.state is SignalState.ERROR for r in results)
         if blind != mem.blind:
             mem.blind = blind
-            self.record(env=watch.env, service=watch.service, kind=DecisionKind.BLIND.value,
-                        reason=("the metric source is unavailable: nothing can be decided until it answers"
-                                if blind else "the metric source answers again"),
-                        actor=Actor.AUTOMATIC.value, result="blind" if blind else "seeing",
-                        watch_id=watch.id, evidence={"errors": [r.error for r in results if r.error]})
+            self.record(
+                env=watch.env,
+                service=watch.service,
+                kind=DecisionKind.BLIND.value,
+                reason=(
+                    "the metric source is unavailable: nothing can be decided until it answers"
+                    if blind
+                    else "the metric source answers again"
+                ),
+                actor=Actor.AUTOMATIC.value,
+                result="blind" if blind else "seeing",
+                watch_id=watch.id,
+                evidence={"errors": [r.error for r in results if r.error]},
+            )
 
-    def _fail(self, watch: Watch, svc: ServiceConfig, failed: list[SignalResult], results: list[SignalResult],
-              now: float) -> None:
+    def _fail(
+        self,
+        watch: Watch,
+        svc: ServiceConfig,
+        failed: list[SignalResult],
+        results: list[SignalResult],
+        now: float,
+    ) -> None:
         names = ", ".join(r.signal for r in failed)
         reason = "; ".join(f"{r.signal}: {r.summary}" for r in failed)
         evidence = {"failed": [r.evidence() for r in failed], "all": [r.evidence() for r in results]}
@@ -195,25 +284,56 @@ class Engine:
         self.store.set_release_status(release.id, ReleaseStatus.FAILED)
         policy = self.cfg.env(watch.env)
         stable = self.store.current_pin(watch.env, watch.service)
-        open_incident = any(i.env == watch.env and i.service == watch.service for i in self.store.open_incidents())
+        open_incident = any(
+            i.env == watch.env and i.service == watch.service for i in self.store.open_incidents()
+        )
         if not policy.auto_rollback or open_incident:
-            why = ("automatic rollback is off in this environment" if not policy.auto_rollback
-                   else "a rollback is already in progress for this service")
-            self.record(env=watch.env, service=watch.service, kind=DecisionKind.ROLLBACK_DECIDED.value,
-                        reason=f"{release.tag} failed its watch ({reason}); no automatic rollback: {why}",
-                        actor=Actor.AUTOMATIC.value, result="not_started", watch_id=watch.id,
-                        from_release=release, to_release=stable, evidence=evidence)
+            why = (
+                "automatic rollback is off in this environment"
+                if not policy.auto_rollback
+                else "a rollback is already in progress for this service"
+            )
+            self.record(
+                env=watch.env,
+                service=watch.service,
+                kind=DecisionKind.ROLLBACK_DECIDED.value,
+                reason=f"{release.tag} failed its watch ({reason}); no automatic rollback: {why}",
+                actor=Actor.AUTOMATIC.value,
+                result="not_started",
+                watch_id=watch.id,
+                from_release=release,
+                to_release=stable,
+                evidence=evidence,
+            )
             return
-        incident = self.store.create_incident(watch.env, watch.service, release.id, stable.id if stable else None,
-                                              trigger=f"signal:{failed[0].signal}", reason=reason,
-                                              actor=Actor.AUTOMATIC.value, now=now, evidence=evidence)
-        self.record(env=watch.env, service=watch.service, kind=DecisionKind.ROLLBACK_DECIDED.value,
-                    reason=f"{release.tag} failed its watch: {reason}", actor=Actor.AUTOMATIC.value,
-                    result="rollback_started", watch_id=watch.id, incident_id=incident.id,
-                    from_release=release, to_release=stable, evidence=evidence)
+        incident = self.store.create_incident(
+            watch.env,
+            watch.service,
+            release.id,
+            stable.id if stable else None,
+            trigger=f"signal:{failed[0].signal}",
+            reason=reason,
+            actor=Actor.AUTOMATIC.value,
+            now=now,
+            evidence=evidence,
+        )
+        self.record(
+            env=watch.env,
+            service=watch.service,
+            kind=DecisionKind.ROLLBACK_DECIDED.value,
+            reason=f"{release.tag} failed its watch: {reason}",
+            actor=Actor.AUTOMATIC.value,
+            result="rollback_started",
+            watch_id=watch.id,
+            incident_id=incident.id,
+            from_release=release,
+            to_release=stable,
+            evidence=evidence,
+        )
 
-    def _finish(self, watch: Watch, svc: ServiceConfig, results: list[SignalResult], mem: _WatchMemory,
-                now: float) -> None:
+    def _finish(
+        self, watch: Watch, svc: ServiceConfig, results: list[SignalResult], mem: _WatchMemory, now: float
+    ) -> None:
         policy = self.cfg.env(watch.env)
         release = self.store.release(watch.release_id)
         decisive = [s.name for s in svc.signals if s.severity is Severity.ROLLBACK]
@@ -226,11 +346,18 @@ class Engine:
             return
         if unseen:
             self.store.end_watch(watch.id, WatchPhase.INCONCLUSIVE, now, f"no data for {', '.join(unseen)}")
-            self.record(env=watch.env, service=watch.service, kind=DecisionKind.INCONCLUSIVE.value,
-                        reason=f"watch of {release.tag} ended without data for {', '.join(unseen)}; "
-                               f"policy on_inconclusive={policy.on_inconclusive}",
-                        actor=Actor.AUTOMATIC.value, result=WatchPhase.INCONCLUSIVE.value, watch_id=watch.id,
-                        to_release=release, evidence=evidence)
+            self.record(
+                env=watch.env,
+                service=watch.service,
+                kind=DecisionKind.INCONCLUSIVE.value,
+                reason=f"watch of {release.tag} ended without data for {', '.join(unseen)}; "
+                f"policy on_inconclusive={policy.on_inconclusive}",
+                actor=Actor.AUTOMATIC.value,
+                result=WatchPhase.INCONCLUSIVE.value,
+                watch_id=watch.id,
+                to_release=release,
+                evidence=evidence,
+            )
             self._notify_end(watch, WatchPhase.INCONCLUSIVE)
             if policy.on_inconclusive == "hold":
                 return
@@ -240,10 +367,18 @@ class Engine:
         self.store.set_release_status(release.id, ReleaseStatus.STABLE)
         previous = self.store.current_pin(watch.env, watch.service)
         self.store.pin(watch.env, watch.service, release.id, now, Actor.AUTOMATIC.value, "passed its watch")
-        self.record(env=watch.env, service=watch.service, kind=DecisionKind.PROMOTED.value,
-                    reason=f"{release.tag} passed its {policy.watch_s:.0f}s watch and is pinned as stable",
-                    actor=Actor.AUTOMATIC.value, result=WatchPhase.SUCCESSFUL.value, watch_id=watch.id,
-                    from_release=previous, to_release=release, evidence=evidence)
+        self.record(
+            env=watch.env,
+            service=watch.service,
+            kind=DecisionKind.PROMOTED.value,
+            reason=f"{release.tag} passed its {policy.watch_s:.0f}s watch and is pinned as stable",
+            actor=Actor.AUTOMATIC.value,
+            result=WatchPhase.SUCCESSFUL.value,
+            watch_id=watch.id,
+            from_release=previous,
+            to_release=release,
+            evidence=evidence,
+        )
 
     def _notify_end(self, watch: Watch, phase: WatchPhase) -> None:
         self._memory.pop(watch.id, None)
@@ -257,6 +392,14 @@ class Engine:
         release = self.store.upsert_release(env, service, ref, now, status=ReleaseStatus.STABLE)
         previous = self.store.current_pin(env, service)
         self.store.pin(env, service, release.id, now, actor, reason)
-        self.record(env=env, service=service, kind=DecisionKind.PIN.value, reason=reason, actor=actor,
-                    result="pinned", from_release=previous, to_release=release)
+        self.record(
+            env=env,
+            service=service,
+            kind=DecisionKind.PIN.value,
+            reason=reason,
+            actor=actor,
+            result="pinned",
+            from_release=previous,
+            to_release=release,
+        )
         return release

@@ -71,7 +71,9 @@ def signal_alpha(service: ServiceConfig, alpha: float) -> float:
 class Evaluator:
     """Evaluates one service's signals for one cohort over a window, against one source."""
 
-    def __init__(self, service: ServiceConfig, source: MetricSource, *, lookback_s: float, step_s: float = 15.0):
+    def __init__(
+        self, service: ServiceConfig, source: MetricSource, *, lookback_s: float, step_s: float = 15.0
+    ):
         self.service = service
         self.source = source
         self.lookback_s = lookback_s
@@ -92,8 +94,9 @@ class Evaluator:
         return not self.service.canary or key[0] == self.service.canary_value
 
     def evaluate(self, signal: AnySignal, start: float, end: float, alpha: float) -> SignalResult:
-        query = compile_promql(signal, extra=self.service.match,
-                               by=(self.service.cohort_label,) if self.service.canary else ())
+        query = compile_promql(
+            signal, extra=self.service.match, by=(self.service.cohort_label,) if self.service.canary else ()
+        )
         try:
             verdict = self._verdict(signal, start, end, alpha)
         except SourceUnavailable as exc:
@@ -118,8 +121,9 @@ class Evaluator:
             if math.inf not in per_le:
                 return Verdict(Outcome.NO_DATA, "latency_exceedance", None, None, "no histogram data")
             bounds = sorted(per_le)
-            return latency_exceedance(bounds, [per_le[b] for b in bounds], signal.quantile,
-                                      signal.threshold_s, alpha)
+            return latency_exceedance(
+                bounds, [per_le[b] for b in bounds], signal.quantile, signal.threshold_s, alpha
+            )
         if isinstance(signal, ProbeSignal):
             groups = samples_by(self._fetch(signal.probe, start, end), self._by(), start, end)
             merged = sorted(p for key, pts in groups.items() if self._mine(key) for p in pts)
@@ -138,10 +142,12 @@ class Evaluator:
         else:
             series = self._fetch(signal.gauge, start, end)
         groups = samples_by(series, self._by(*signal.by), start, end)
-        mine = {"/".join(k[1:] if self.service.canary else k) or "all": [v for _, v in pts]
-                for k, pts in groups.items() if self._mine(k)}
+        mine = {
+            "/".join(k[1:] if self.service.canary else k) or "all": [v for _, v in pts]
+            for k, pts in groups.items()
+            if self._mine(k)
+        }
         return gauge_limit(mine, signal.limit, signal.for_samples)
 
     def _counts(self, series: Sequence[Series], start: float, end: float) -> float:
         return sum(v for k, v in sum_increase_by(series, self._by(), start, end).items() if self._mine(k))
-

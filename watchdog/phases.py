@@ -10,8 +10,17 @@ import enum
 
 from detectors.verdict import Outcome
 
-__all__ = ["Actor", "DecisionKind", "IncidentPhase", "Outcome", "ReleaseStatus", "SignalState",
-           "StepPhase", "WatchKind", "WatchPhase"]
+__all__ = [
+    "Actor",
+    "DecisionKind",
+    "IncidentPhase",
+    "Outcome",
+    "ReleaseStatus",
+    "SignalState",
+    "StepPhase",
+    "WatchKind",
+    "WatchPhase",
+]
 
 
 class SignalState(enum.StrEnum):

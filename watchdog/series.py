@@ -33,7 +33,7 @@ class Matcher:
         """``"=~5.."`` → regex match, ``"!=x"`` → not equal, a bare value → equality."""
         for op in _OPS:
             if spec.startswith(op):
-                return cls(label, op, spec[len(op):])
+                return cls(label, op, spec[len(op) :])
         return cls(label, "=", spec)
 
     def matches(self, labels: Mapping[str, str]) -> bool:

@@ -21,10 +21,24 @@ def test_shipped_configs_are_valid() -> None:
     stamps = load_config(ROOT / "config" / "stamps.yaml", env={"GITHUB_TOKEN": "t0ken-value"})
     names = {s.name for s in stamps.services[0].signals}
     # every runbook trigger and step-5 signal is configured for the real service
-    assert {"http_5xx", "latency_p95", "latency_p99", "healthcheck", "token_reuse", "device_proof_failures",
-            "cost_per_tenant"} <= names
+    assert {
+        "http_5xx",
+        "latency_p95",
+        "latency_p99",
+        "healthcheck",
+        "token_reuse",
+        "device_proof_failures",
+        "cost_per_tenant",
+    } <= names
     checks = {c.path for c in stamps.services[0].smoke_checks}
-    assert {"/health", "/v1/stamps/claim", "/v1/rewards/redeem", "/", "/manifest.webmanifest", "/sw.js"} <= checks
+    assert {
+        "/health",
+        "/v1/stamps/claim",
+        "/v1/rewards/redeem",
+        "/",
+        "/manifest.webmanifest",
+        "/sw.js",
+    } <= checks
     assert stamps.environments["prod"].post_rollback_watch_s >= 1800
     assert stamps.github.token.get_secret_value() == "t0ken-value"
     assert "t0ken-value" not in repr(stamps)
@@ -50,18 +64,24 @@ def test_secrets_must_be_references_and_missing_ones_are_named() -> None:
     msg = str(err.value)
     assert "github.token: secrets must be given by reference" in msg
     assert "ghp_literal" not in msg
-    with pytest.raises(ConfigError, match=r"stamps.yaml:\d+: github.token: environment variable GITHUB_TOKEN"):
+    with pytest.raises(
+        ConfigError, match=r"stamps.yaml:\d+: github.token: environment variable GITHUB_TOKEN"
+    ):
         parse_config(STAMPS, "stamps.yaml", env={})
 
 
 def test_secret_from_file(tmp_path: Path) -> None:
     (tmp_path / "tok").write_text("from-file-token\n")
-    cfg = parse_config(STAMPS.replace("${GITHUB_TOKEN}", "${file:" + str(tmp_path / "tok") + "}"), "s.yaml", env={})
+    cfg = parse_config(
+        STAMPS.replace("${GITHUB_TOKEN}", "${file:" + str(tmp_path / "tok") + "}"), "s.yaml", env={}
+    )
     assert cfg.github.token.get_secret_value() == "from-file-token"
 
 
 def test_prod_post_rollback_watch_is_at_least_30_minutes() -> None:
-    shortened = STAMPS.replace("post_rollback_watch_s: 1800   # runbook", "post_rollback_watch_s: 60   # runbook")
+    shortened = STAMPS.replace(
+        "post_rollback_watch_s: 1800   # runbook", "post_rollback_watch_s: 60   # runbook"
+    )
     with pytest.raises(ConfigError, match="at least 1800"):
         parse_config(shortened, "s.yaml", env={"GITHUB_TOKEN": "x"})
 
@@ -74,11 +94,16 @@ def test_invalid_yaml_names_the_line() -> None:
 def test_validate_and_schema_commands(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(DEMO.replace("quantile: 0.95", "quantile: 95"))
-    run = subprocess.run([sys.executable, "-m", "watchdog", "validate", str(bad)], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "watchdog", "validate", str(bad)], capture_output=True, text=True
+    )
     assert run.returncode == 2
     assert f"{bad}:" in run.stderr and "services[0].signals[1].quantile" in run.stderr
-    ok = subprocess.run([sys.executable, "-m", "watchdog", "validate", str(ROOT / "config" / "demo.yaml")],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "watchdog", "validate", str(ROOT / "config" / "demo.yaml")],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     schema = subprocess.run([sys.executable, "-m", "watchdog", "schema"], capture_output=True, text=True)
     doc = json.loads(schema.stdout)

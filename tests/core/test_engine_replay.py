@@ -19,10 +19,12 @@ def make(tmp_path: Path, scenario: Path) -> tuple[Engine, SimClock, Store]:
     text = (ROOT / "config" / "demo.yaml").read_text()
     cfg = parse_config(text, "demo.yaml", env={"DEMO_STORE_URL": f"sqlite:///{tmp_path / 'wd.db'}"})
     # A scenario holds one service and none of the job labels the demo selects on; watch 30 minutes.
-    cfg = cfg.model_copy(update={
-        "services": [cfg.services[0].model_copy(update={"match": {}})],
-        "environments": {"prod": cfg.environments["prod"].model_copy(update={"watch_s": 1800.0})},
-    })
+    cfg = cfg.model_copy(
+        update={
+            "services": [cfg.services[0].model_copy(update={"match": {}})],
+            "environments": {"prod": cfg.environments["prod"].model_copy(update={"watch_s": 1800.0})},
+        }
+    )
     src = ReplaySource(scenario)
     clock = SimClock(src.scenario.start)
     store = Store.open(cfg.store.url)

@@ -30,8 +30,11 @@ def test_nan_samples_are_ignored() -> None:
 
 
 def test_sum_by_groups_and_matchers() -> None:
-    series = [s([0, 10], cohort="canary", code="500"), s([0, 90], cohort="canary", code="200"),
-              s([0, 5], cohort="baseline", code="500")]
+    series = [
+        s([0, 10], cohort="canary", code="500"),
+        s([0, 90], cohort="canary", code="200"),
+        s([0, 5], cohort="baseline", code="500"),
+    ]
     sel = Selector.of("m", {"code": "=~5.."})
     picked = [x for x in series if sel.matches(x.labels)]
     assert sum_increase_by(picked, ["cohort"], 0, 15) == {("canary",): 10, ("baseline",): 5}

@@ -30,7 +30,7 @@ def test_clearly_healthy_passes_and_borderline_is_inconclusive() -> None:
 def test_confidence_sequence_contains_the_rate() -> None:
     lo, hi = confidence_sequence(30, 1000, 0.01)
     assert lo < 0.03 < hi
-    assert 0.0 <= lo and hi <= 1.0
+    assert lo >= 0.0 and hi <= 1.0
 
 
 @pytest.mark.parametrize("bad", [-1, 11])
@@ -51,7 +51,10 @@ def test_false_alarm_rate_under_continuous_peeking_stays_below_alpha() -> None:
     for _ in range(watches):
         bad = np.cumsum(rng.binomial(batch, p0, size=looks))
         total = batch * np.arange(1, looks + 1)
-        if any(slo_bound(float(b), float(t), p0, alpha, interval=False).outcome is Outcome.FAIL for b, t in zip(bad, total)):
+        if any(
+            slo_bound(float(b), float(t), p0, alpha, interval=False).outcome is Outcome.FAIL
+            for b, t in zip(bad, total, strict=False)
+        ):
             alarms += 1
     assert alarms / watches <= 0.03
 
@@ -62,7 +65,9 @@ def test_power_on_a_5x_regression() -> None:
     for _ in range(50):
         bad = np.cumsum(rng.binomial(50, 0.05, size=40))
         total = 50 * np.arange(1, 41)
-        caught += any(slo_bound(float(b), float(t), 0.01, 0.01, interval=False).outcome is Outcome.FAIL
-                      for b, t in zip(bad, total))
+        caught += any(
+            slo_bound(float(b), float(t), 0.01, 0.01, interval=False).outcome is Outcome.FAIL
+            for b, t in zip(bad, total, strict=False)
+        )
     assert caught == 50
     assert math.isfinite(slo_bound(0, 10**7, 0.01, 0.01).statistic or 0.0)

@@ -9,5 +9,12 @@ from watchdog.sources.prometheus import PrometheusSource
 from watchdog.sources.replay import ReplaySource, Scenario, load_scenario
 from watchdog.sources.scrape import ScrapeSource, ScrapeTarget
 
-__all__ = ["MetricSource", "PrometheusSource", "ReplaySource", "Scenario", "ScrapeSource", "ScrapeTarget",
-           "load_scenario"]
+__all__ = [
+    "MetricSource",
+    "PrometheusSource",
+    "ReplaySource",
+    "Scenario",
+    "ScrapeSource",
+    "ScrapeTarget",
+    "load_scenario",
+]

@@ -12,7 +12,8 @@ import math
 from typing import Any
 
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from watchdog.errors import SourceUnavailable
@@ -37,12 +38,13 @@ class PrometheusSource:
         # Retries are the scheduler's business (the next tick asks again); one quick retry on
         # connection errors only, so a tick never blocks for long.
         retry = Retry(total=1, connect=1, read=0, status=0, backoff_factor=0.1)
-        self._prom = PrometheusConnect(url=self.url, headers=headers or {}, auth=auth, retry=retry,
-                                       timeout=int(math.ceil(timeout_s)))
+        self._prom = PrometheusConnect(
+            url=self.url, headers=headers or {}, auth=auth, retry=retry, timeout=math.ceil(timeout_s)
+        )
 
     def fetch(self, selector: Selector, start: float, end: float) -> list[Series]:
         sel = selector.with_matchers(*self._extra) if self._extra else selector
-        span = max(1, int(math.ceil(end - start)))
+        span = max(1, math.ceil(end - start))
         query = f"{sel.promql()}[{span}s]"
         try:
             result = self._prom.custom_query(query, params={"time": f"{end:.3f}"}, timeout=self.timeout_s)
@@ -58,8 +60,13 @@ class PrometheusSource:
     def fetch_expr(self, expr: str, start: float, end: float, step_s: float) -> list[Series]:
         """Evaluate a raw PromQL expression over a range (the escape hatch for gauge signals)."""
         try:
-            result = self._prom.custom_query_range(expr, start_time=_dt(start), end_time=_dt(end),
-                                                   step=f"{max(step_s, 1):g}s", timeout=self.timeout_s)
+            result = self._prom.custom_query_range(
+                expr,
+                start_time=_dt(start),
+                end_time=_dt(end),
+                step=f"{max(step_s, 1):g}s",
+                timeout=self.timeout_s,
+            )
         except (requests.RequestException, PrometheusApiClientException, ValueError) as exc:
             raise SourceUnavailable(f"prometheus at {self.url} did not answer {expr!r}: {exc}") from exc
         return [Series.from_pairs(item["metric"], item.get("values", [])) for item in result]

@@ -38,7 +38,7 @@ def _need(meta: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     if key not in meta:
         raise ConfigError([f"{where}: meta.{key}: required field missing"])
     value = meta[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ConfigError([f"{where}: meta.{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}"])
     return value
 
@@ -73,16 +73,33 @@ def load_scenario(directory: str | Path) -> Scenario:
         if not isinstance(v, int | float) or isinstance(v, bool):
             raise ConfigError([f"{meta_path}: meta.slo.{k}: expected a number, got {v!r}"])
         slo[k] = float(v)
-    known = {"format", "name", "service", "env", "start", "deploy_at", "end", "step_s", "canary", "release", "slo"}
+    known = {
+        "format",
+        "name",
+        "service",
+        "env",
+        "start",
+        "deploy_at",
+        "end",
+        "step_s",
+        "canary",
+        "release",
+        "slo",
+    }
     return Scenario(
         name=str(meta.get("name", d.name)),
         service=str(_need(meta, "service", str, meta_path)),
         env=str(_need(meta, "env", str, meta_path)),
-        start=start, deploy_at=deploy_at, end=end,
+        start=start,
+        deploy_at=deploy_at,
+        end=end,
         step_s=float(_need(meta, "step_s", num, meta_path)),
         canary=bool(_need(meta, "canary", bool, meta_path)),
-        release_from=str(release.get("from", "")), release_to=str(release.get("to", "")),
-        slo=slo, path=d, extra={k: v for k, v in meta.items() if k not in known},
+        release_from=str(release.get("from", "")),
+        release_to=str(release.get("to", "")),
+        slo=slo,
+        path=d,
+        extra={k: v for k, v in meta.items() if k not in known},
     )
 
 
@@ -101,7 +118,7 @@ class ReplaySource:
         except json.JSONDecodeError as exc:
             raise ConfigError([f"{path}:{exc.lineno}: invalid JSON: {exc.msg}"]) from exc
         if not isinstance(data, dict) or data.get("resultType") != "matrix":
-            raise ConfigError([f"{path}: resultType: expected \"matrix\""])
+            raise ConfigError([f'{path}: resultType: expected "matrix"'])
         self._series: list[Series] = []
         for i, item in enumerate(data.get("result", [])):
             try:

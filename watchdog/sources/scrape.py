@@ -92,16 +92,20 @@ class ScrapeSource:
                     for sample in fam.samples:
                         if sample.name.endswith("_created"):
                             continue
-                        self._add({**sample.labels, **target.labels, "__name__": sample.name}, t,
-                                  float(sample.value))
+                        self._add(
+                            {**sample.labels, **target.labels, "__name__": sample.name},
+                            t,
+                            float(sample.value),
+                        )
         for probe in self.probes:
             try:
                 ok = self._client.get(probe.url).status_code == probe.expect_status
             except httpx.HTTPError:
                 ok = False
             with self._lock:
-                self._add({"__name__": "probe_success", "probe": probe.name, **probe.labels}, t,
-                          1.0 if ok else 0.0)
+                self._add(
+                    {"__name__": "probe_success", "probe": probe.name, **probe.labels}, t, 1.0 if ok else 0.0
+                )
         self.scrapes += 1
 
     def fetch(self, selector: Selector, start: float, end: float) -> list[Series]:
@@ -112,6 +116,11 @@ class ScrapeSource:
         out = []
         for labels, samples in snapshot:
             pts = [(t, v) for t, v in samples if start <= t <= end]
-            out.append(Series(labels, np.array([p[0] for p in pts], dtype=float),
-                              np.array([p[1] for p in pts], dtype=float)))
+            out.append(
+                Series(
+                    labels,
+                    np.array([p[0] for p in pts], dtype=float),
+                    np.array([p[1] for p in pts], dtype=float),
+                )
+            )
         return out

@@ -34,8 +34,18 @@ from watchdog.store.models import (
     Watch,
 )
 
-__all__ = ["DecisionEntry", "DeployEvent", "Incident", "Pin", "Release", "ReleaseRef", "Step", "Store",
-           "VerdictRow", "Watch"]
+__all__ = [
+    "DecisionEntry",
+    "DeployEvent",
+    "Incident",
+    "Pin",
+    "Release",
+    "ReleaseRef",
+    "Step",
+    "Store",
+    "VerdictRow",
+    "Watch",
+]
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -92,14 +102,28 @@ class Store:
 
     # ------------------------------------------------------------------ releases and pins
 
-    def upsert_release(self, env: str, service: str, ref: ReleaseRef, now: float,
-                       status: ReleaseStatus = ReleaseStatus.DEPLOYED) -> Release:
+    def upsert_release(
+        self,
+        env: str,
+        service: str,
+        ref: ReleaseRef,
+        now: float,
+        status: ReleaseStatus = ReleaseStatus.DEPLOYED,
+    ) -> Release:
         """The release row for (env, service, tag); fills in SHA/run/URL it did not know yet."""
         with self.session() as s:
             row = s.scalar(sa.select(Release).filter_by(env=env, service=service, tag=ref.tag))
             if row is None:
-                row = Release(env=env, service=service, tag=ref.tag, sha=ref.sha, run_id=ref.run_id,
-                              build_url=ref.build_url, status=status.value, created_at=now)
+                row = Release(
+                    env=env,
+                    service=service,
+                    tag=ref.tag,
+                    sha=ref.sha,
+                    run_id=ref.run_id,
+                    build_url=ref.build_url,
+                    status=status.value,
+                    created_at=now,
+                )
                 s.add(row)
             else:
                 row.sha = ref.sha or row.sha
@@ -135,24 +159,39 @@ class Store:
                 raise StoreError(f"no release with id {release_id}")
             if rel.status == ReleaseStatus.FAILED.value:
                 raise StoreError(f"release {rel.tag} failed its watch in {env}: it is never pinned")
-            row = Pin(env=env, service=service, release_id=release_id, pinned_at=now, actor=actor, reason=reason)
+            row = Pin(
+                env=env, service=service, release_id=release_id, pinned_at=now, actor=actor, reason=reason
+            )
             s.add(row)
             s.flush()
             return row
 
     def current_pin(self, env: str, service: str) -> Release | None:
         with self.session() as s:
-            pin = s.scalar(sa.select(Pin).filter_by(env=env, service=service).order_by(Pin.id.desc()).limit(1))
+            pin = s.scalar(
+                sa.select(Pin).filter_by(env=env, service=service).order_by(Pin.id.desc()).limit(1)
+            )
             return None if pin is None else s.get(Release, pin.release_id)
 
     # ------------------------------------------------------------------ deploy events
 
-    def add_deploy_event(self, env: str, service: str, ref: ReleaseRef, deployed_at: float, now: float,
-                         source: str, actor: str) -> DeployEvent:
+    def add_deploy_event(
+        self, env: str, service: str, ref: ReleaseRef, deployed_at: float, now: float, source: str, actor: str
+    ) -> DeployEvent:
         with self.session() as s:
-            row = DeployEvent(env=env, service=service, tag=ref.tag, sha=ref.sha, run_id=ref.run_id,
-                              build_url=ref.build_url, deployed_at=deployed_at, announced_at=now,
-                              source=source, actor=actor, consumed_at=None)
+            row = DeployEvent(
+                env=env,
+                service=service,
+                tag=ref.tag,
+                sha=ref.sha,
+                run_id=ref.run_id,
+                build_url=ref.build_url,
+                deployed_at=deployed_at,
+                announced_at=now,
+                source=source,
+                actor=actor,
+                consumed_at=None,
+            )
             s.add(row)
             s.flush()
             return row
@@ -165,19 +204,38 @@ class Store:
     def consume_deploy_event(self, event_id: int, now: float) -> bool:
         """Mark consumed; False if another replica or tick already did (exactly-once pickup)."""
         with self.session() as s:
-            res = s.execute(sa.update(DeployEvent).where(DeployEvent.id == event_id,
-                                                         DeployEvent.consumed_at.is_(None))
-                            .values(consumed_at=now))
+            res = s.execute(
+                sa.update(DeployEvent)
+                .where(DeployEvent.id == event_id, DeployEvent.consumed_at.is_(None))
+                .values(consumed_at=now)
+            )
             return bool(getattr(res, "rowcount", 0) == 1)
 
     # ------------------------------------------------------------------ watches and verdicts
 
-    def create_watch(self, env: str, service: str, kind: str, release_id: int, previous_release_id: int | None,
-                     started_at: float, ends_at: float, incident_id: int | None = None) -> Watch:
+    def create_watch(
+        self,
+        env: str,
+        service: str,
+        kind: str,
+        release_id: int,
+        previous_release_id: int | None,
+        started_at: float,
+        ends_at: float,
+        incident_id: int | None = None,
+    ) -> Watch:
         with self.session() as s:
-            row = Watch(env=env, service=service, kind=kind, release_id=release_id,
-                        previous_release_id=previous_release_id, incident_id=incident_id,
-                        phase=WatchPhase.RUNNING.value, started_at=started_at, ends_at=ends_at)
+            row = Watch(
+                env=env,
+                service=service,
+                kind=kind,
+                release_id=release_id,
+                previous_release_id=previous_release_id,
+                incident_id=incident_id,
+                phase=WatchPhase.RUNNING.value,
+                started_at=started_at,
+                ends_at=ends_at,
+            )
             s.add(row)
             s.flush()
             return row
@@ -205,12 +263,32 @@ class Store:
                 raise StoreError(f"no watch with id {watch_id}")
             row.phase, row.ended_at, row.summary = phase.value, now, summary
 
-    def add_verdict(self, watch_id: int, at: float, signal: str, state: str, detector: str,
-                    statistic: float | None, threshold: float | None, summary: str,
-                    evidence: dict[str, Any]) -> None:
+    def add_verdict(
+        self,
+        watch_id: int,
+        at: float,
+        signal: str,
+        state: str,
+        detector: str,
+        statistic: float | None,
+        threshold: float | None,
+        summary: str,
+        evidence: dict[str, Any],
+    ) -> None:
         with self.session() as s:
-            s.add(VerdictRow(watch_id=watch_id, at=at, signal=signal, state=state, detector=detector,
-                             statistic=statistic, threshold=threshold, summary=summary, evidence=evidence))
+            s.add(
+                VerdictRow(
+                    watch_id=watch_id,
+                    at=at,
+                    signal=signal,
+                    state=state,
+                    detector=detector,
+                    statistic=statistic,
+                    threshold=threshold,
+                    summary=summary,
+                    evidence=evidence,
+                )
+            )
 
     def verdicts(self, watch_id: int) -> list[VerdictRow]:
         with self.session() as s:
@@ -219,13 +297,32 @@ class Store:
 
     # ------------------------------------------------------------------ incidents and steps
 
-    def create_incident(self, env: str, service: str, from_release_id: int, to_release_id: int | None,
-                        trigger: str, reason: str, actor: str, now: float, evidence: dict[str, Any]) -> Incident:
+    def create_incident(
+        self,
+        env: str,
+        service: str,
+        from_release_id: int,
+        to_release_id: int | None,
+        trigger: str,
+        reason: str,
+        actor: str,
+        now: float,
+        evidence: dict[str, Any],
+    ) -> Incident:
         with self.session() as s:
-            row = Incident(env=env, service=service, from_release_id=from_release_id,
-                           to_release_id=to_release_id, trigger=trigger, reason=reason, actor=actor,
-                           correlation_id=f"wd-{secrets.token_hex(6)}", phase=IncidentPhase.RUNNING.value,
-                           created_at=now, evidence=evidence)
+            row = Incident(
+                env=env,
+                service=service,
+                from_release_id=from_release_id,
+                to_release_id=to_release_id,
+                trigger=trigger,
+                reason=reason,
+                actor=actor,
+                correlation_id=f"wd-{secrets.token_hex(6)}",
+                phase=IncidentPhase.RUNNING.value,
+                created_at=now,
+                evidence=evidence,
+            )
             s.add(row)
             s.flush()
             return row
@@ -261,8 +358,14 @@ class Store:
                 return row
         try:
             with self.session() as s:
-                row = Step(incident_id=incident_id, name=name, idempotency_key=key,
-                           phase=StepPhase.PENDING.value, attempts=0, evidence={})
+                row = Step(
+                    incident_id=incident_id,
+                    name=name,
+                    idempotency_key=key,
+                    phase=StepPhase.PENDING.value,
+                    attempts=0,
+                    evidence={},
+                )
                 s.add(row)
                 s.flush()
                 return row
@@ -276,8 +379,16 @@ class Store:
         with self.session() as s:
             return list(s.scalars(sa.select(Step).filter_by(incident_id=incident_id).order_by(Step.id)))
 
-    def update_step(self, step_id: int, *, phase: StepPhase, now: float, outcome: str | None = None,
-                    evidence: dict[str, Any] | None = None, attempt: bool = False) -> Step:
+    def update_step(
+        self,
+        step_id: int,
+        *,
+        phase: StepPhase,
+        now: float,
+        outcome: str | None = None,
+        evidence: dict[str, Any] | None = None,
+        attempt: bool = False,
+    ) -> Step:
         with self.session() as s:
             row = s.get(Step, step_id)
             if row is None:
@@ -298,26 +409,55 @@ class Store:
 
     # ------------------------------------------------------------------ decision log
 
-    def log_decision(self, *, at: float, env: str, service: str, kind: str, reason: str, actor: str,
-                     result: str, evidence: dict[str, Any] | None = None,
-                     from_release: Release | None = None, to_release: Release | None = None,
-                     watch_id: int | None = None, incident_id: int | None = None) -> DecisionEntry:
+    def log_decision(
+        self,
+        *,
+        at: float,
+        env: str,
+        service: str,
+        kind: str,
+        reason: str,
+        actor: str,
+        result: str,
+        evidence: dict[str, Any] | None = None,
+        from_release: Release | None = None,
+        to_release: Release | None = None,
+        watch_id: int | None = None,
+        incident_id: int | None = None,
+    ) -> DecisionEntry:
         def ref(r: Release | None) -> tuple[str | None, str | None, int | None, str | None]:
             return (None, None, None, None) if r is None else (r.tag, r.sha, r.run_id, r.build_url)
 
         ft, fs, fr, fu = ref(from_release)
         tt, ts, tr, tu = ref(to_release)
         with self.session() as s:
-            row = DecisionEntry(at=at, env=env, service=service, kind=kind, from_tag=ft, from_sha=fs,
-                                from_run_id=fr, from_build_url=fu, to_tag=tt, to_sha=ts, to_run_id=tr,
-                                to_build_url=tu, reason=reason, evidence=evidence or {}, actor=actor,
-                                result=result, watch_id=watch_id, incident_id=incident_id)
+            row = DecisionEntry(
+                at=at,
+                env=env,
+                service=service,
+                kind=kind,
+                from_tag=ft,
+                from_sha=fs,
+                from_run_id=fr,
+                from_build_url=fu,
+                to_tag=tt,
+                to_sha=ts,
+                to_run_id=tr,
+                to_build_url=tu,
+                reason=reason,
+                evidence=evidence or {},
+                actor=actor,
+                result=result,
+                watch_id=watch_id,
+                incident_id=incident_id,
+            )
             s.add(row)
             s.flush()
             return row
 
-    def decisions(self, env: str | None = None, limit: int | None = None,
-                  incident_id: int | None = None) -> Sequence[DecisionEntry]:
+    def decisions(
+        self, env: str | None = None, limit: int | None = None, incident_id: int | None = None
+    ) -> Sequence[DecisionEntry]:
         with self.session() as s:
             q = sa.select(DecisionEntry)
             if env is not None:

@@ -1,0 +1,131 @@
+"""The ``deploy`` workflow on GitHub Actions, through PyGithub.
+
+A rollback is a ``workflow_dispatch`` of the deploy workflow at the stable tag. The dispatch
+carries a correlation id as an input, which the workflow shows in its run name, so the run can be
+found again when the dispatch's answer is lost, and never dispatched twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from github import Auth, Github, GithubException
+from github.Workflow import Workflow
+from github.WorkflowRun import WorkflowRun
+
+from watchdog.clock import Clock
+from watchdog.errors import ActionFailed, ActionRetryable
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    status: str
+    conclusion: str | None
+    html_url: str
+    head_sha: str | None = None
+    display_title: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+
+def _classify(exc: Exception, what: str, now: float) -> ActionFailed:
+    """Map PyGithub/requests failures onto retryable vs final, honouring rate-limit headers."""
+    if isinstance(exc, GithubException):
+        headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+        status = exc.status
+        retry_after: float | None = None
+        if "retry-after" in headers:
+            retry_after = float(headers["retry-after"])
+        elif headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
+            retry_after = max(0.0, float(headers["x-ratelimit-reset"]) - now)
+        rate_limited = status == 429 or (status == 403 and retry_after is not None)
+        if status >= 500 or rate_limited:
+            return ActionRetryable(f"{what}: GitHub answered {status}", retry_after)
+        message = exc.data.get("message") if isinstance(exc.data, dict) else None
+        return ActionFailed(f"{what}: GitHub answered {status}: {message or 'error'}")
+    if isinstance(exc, requests.RequestException):
+        return ActionRetryable(f"{what}: {type(exc).__name__}")
+    return ActionFailed(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _info(run: WorkflowRun) -> RunInfo:
+    return RunInfo(
+        id=run.id,
+        status=run.status,
+        conclusion=run.conclusion,
+        html_url=run.html_url,
+        head_sha=run.head_sha,
+        display_title=getattr(run, "display_title", None),
+    )
+
+
+class DeployWorkflow:
+    """Dispatch and follow runs of one workflow in one repository."""
+
+    #: How many of the newest dispatched runs to search for a correlation id.
+    search_depth = 100
+
+    def __init__(
+        self,
+        api_url: str,
+        repo: str,
+        workflow: str,
+        token: str,
+        clock: Clock,
+        *,
+        timeout_s: float = 15.0,
+        github: Github | None = None,
+    ) -> None:
+        self.clock = clock
+        self.repo_name = repo
+        self.workflow_id = workflow
+        self._gh = github or Github(
+            base_url=api_url.rstrip("/"), auth=Auth.Token(token), timeout=int(max(1, timeout_s)), retry=None
+        )
+        self._workflow: Workflow | None = None
+
+    def _wf(self) -> Workflow:
+        if self._workflow is None:
+            try:
+                self._workflow = self._gh.get_repo(self.repo_name).get_workflow(self.workflow_id)
+            except Exception as exc:
+                raise _classify(exc, f"get workflow {self.workflow_id}", self.clock.now()) from exc
+        return self._workflow
+
+    def dispatch(self, ref: str, inputs: dict[str, str], *, details: bool = True) -> RunInfo | None:
+        """Dispatch; returns the run when GitHub says which one (``return_run_details``), else None."""
+        wf = self._wf()
+        try:
+            result: bool | WorkflowRun = (
+                wf.create_dispatch(ref, inputs, throw=True, return_run_details=True)
+                if details
+                else wf.create_dispatch(ref, inputs, throw=True)
+            )
+        except Exception as exc:
+            raise _classify(exc, f"dispatch {self.workflow_id} at {ref}", self.clock.now()) from exc
+        if isinstance(result, WorkflowRun):
+            return RunInfo(id=result.id, status="queued", conclusion=None, html_url=result.html_url)
+        return None
+
+    def find_run(self, correlation_id: str) -> RunInfo | None:
+        """The newest dispatched run whose title carries the correlation id (the workflow's run-name)."""
+        wf = self._wf()
+        try:
+            for run in itertools.islice(wf.get_runs(event="workflow_dispatch"), self.search_depth):
+                if correlation_id in (getattr(run, "display_title", None) or run.name or ""):
+                    return _info(run)
+        except Exception as exc:
+            raise _classify(exc, f"list runs of {self.workflow_id}", self.clock.now()) from exc
+        return None
+
+    def run(self, run_id: int) -> RunInfo:
+        try:
+            return _info(self._gh.get_repo(self.repo_name).get_workflow_run(run_id))
+        except Exception as exc:
+            raise _classify(exc, f"get run {run_id}", self.clock.now()) from exc

@@ -1,0 +1,261 @@
+"""The rollback pipeline against the GitHub emulator (every exchange checked against GitHub's spec)
+and a real demo service for the smoke checks and the post-rollback watch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from watchdog.app import App
+from watchdog.clock import RealClock
+from watchdog.config import WatchdogConfig, parse_config
+from watchdog.demo.service import ServiceProcess
+from watchdog.emulator.github import Exchange, GitHubEmulator, RunContext
+from watchdog.phases import DecisionKind, IncidentPhase, StepPhase
+from watchdog.pipeline import STEPS
+from watchdog.sources.scrape import ScrapeSource
+from watchdog.store import ReleaseRef
+
+TOKEN = "ghp_emulatortoken0000000000000000000000"
+CONFIG = """
+version: 1
+tick_s: 0.2
+demo_note: test timings
+source:
+  kind: scrape
+  lookback_s: 30
+  scrape:
+    interval_s: 0.2
+    targets: [{url: "${SVC}/metrics"}]
+    probes: [{name: health, url: "${SVC}/health", labels: {cohort: canary}}]
+github:
+  api_url: ${GH}
+  repo: acme/stamps
+  token: ${TOKEN}
+  run_timeout_s: 30
+  dispatch_lookup_grace_s: 1
+  request_timeout_s: 5
+store: {url: "${DB}"}
+environments:
+  prod: {approval: none, watch_s: 60, post_rollback_watch_s: 1.5}
+services:
+  - name: stamps-api
+    base_urls: {prod: "${SVC}"}
+    signals:
+      - {name: healthcheck, kind: probe, probe: {metric: probe_success, match: {probe: health}}, k: 2, n: 3}
+    smoke_checks:
+      - {name: health, path: /health, expect_json: {status: ok}}
+      - name: claim_dry_run
+        method: POST
+        path: /v1/stamps/claim
+        headers: {X-Dry-Run: "1"}
+        json_body: {tenant: smoke, card: c, token: t, dry_run: true}
+        expect_json: {dry_run: true}
+"""
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[ServiceProcess]:
+    with ServiceProcess("v1.0.0", "canary", seed=4) as svc:
+        yield svc
+
+
+def build(tmp_path: Path, svc: ServiceProcess, gh: GitHubEmulator, text: str = CONFIG) -> App:
+    env = {"SVC": svc.url, "GH": gh.url, "TOKEN": TOKEN, "DB": f"sqlite:///{tmp_path / 'wd.db'}"}
+    cfg: WatchdogConfig = parse_config(text, "test.yaml", env=env)
+    app = App.build(cfg, RealClock(), smoke_retry_delay_s=0.1)
+    app.engine.pin("prod", "stamps-api", ReleaseRef("v1.0.0", "1" * 40), actor="alice", reason="seed")
+    return app
+
+
+def start_incident(app: App) -> int:
+    """A failed deploy watch of v1.1.0, as the engine records it, opens the incident."""
+    store = app.store
+    bad = store.upsert_release("prod", "stamps-api", ReleaseRef("v1.1.0", "2" * 40), time.time())
+    good = store.current_pin("prod", "stamps-api")
+    assert good is not None
+    inc = store.create_incident(
+        "prod", "stamps-api", bad.id, good.id, "signal:http_5xx", "5xx above SLO", "watchdog", time.time(), {}
+    )
+    return inc.id
+
+
+def drive(app: App, incident_id: int, until: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """The daemon's ticks: scrape, evaluate, advance, until the condition holds."""
+    assert isinstance(app.source, ScrapeSource)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        app.source.scrape_once()
+        app.engine.tick()
+        if until():
+            return
+        time.sleep(0.1)
+    raise AssertionError(
+        f"incident {incident_id} stuck: {[(s.name, s.phase) for s in app.store.steps(incident_id)]}"
+    )
+
+
+def finished(app: App, incident_id: int) -> Callable[[], bool]:
+    def check() -> bool:
+        return app.store.incident(incident_id).phase in (
+            IncidentPhase.RESOLVED.value,
+            IncidentPhase.ESCALATED.value,
+        )
+
+    return check
+
+
+NO_REVIEWERS = {"environments": ["dev", "stage", "prod"]}
+
+
+def dispatches(gh: GitHubEmulator) -> list[Exchange]:
+    return gh.requests("POST", r"/actions/workflows/[^/]+/dispatches$")
+
+
+def test_full_rollback_dispatches_once_smoke_tests_watches_and_logs(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    seen: list[RunContext] = []
+    gh = make_github_emulator(hook=lambda ctx: seen.append(ctx) or True, **NO_REVIEWERS)
+    app = build(tmp_path, service, gh)
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id))
+
+    incident = app.store.incident(incident_id)
+    assert incident.phase == IncidentPhase.RESOLVED.value
+    assert len(dispatches(gh)) == 1
+    body = dispatches(gh)[0].request_json
+    assert body["ref"] == "v1.0.0" and body["return_run_details"] is True
+    assert body["inputs"] == {
+        "environment": "prod",
+        "tag": "v1.0.0",
+        "correlation_id": incident.correlation_id,
+    }
+    assert [c.ref for c in seen] == ["v1.0.0"]
+
+    steps = app.store.steps(incident_id)
+    assert [s.name for s in steps] == list(STEPS)
+    for s in steps:  # recorded before (started_at) and after (ended_at) it ran
+        assert s.phase == StepPhase.SUCCESSFUL.value and s.started_at is not None and s.ended_at is not None
+    smoke = next(s for s in steps if s.name == "smoke")
+    assert {c["name"] for c in smoke.evidence["checks"]} == {"health", "claim_dry_run"}
+
+    log = app.store.decisions(incident_id=incident_id)
+    done = [e for e in log if e.kind == DecisionKind.ROLLBACK_RESOLVED.value]
+    assert len(done) == 1
+    assert done[0].from_tag == "v1.1.0" and done[0].to_tag == "v1.0.0" and done[0].to_sha == "1" * 40
+    assert done[0].evidence["rollback_run"]["run_id"] == dispatched_run_id(app, incident_id)
+    assert [e.reason for e in log if e.kind == DecisionKind.STEP.value][:2] == [
+        "step pin started",
+        "step pin successful",
+    ]
+    app.close()
+
+
+def dispatched_run_id(app: App, incident_id: int) -> int:
+    return int(next(s for s in app.store.steps(incident_id) if s.name == "dispatch").evidence["run_id"])
+
+
+def test_lost_dispatch_answer_is_found_by_correlation_id_not_dispatched_again(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    gh = make_github_emulator(**NO_REVIEWERS)
+    gh.inject_accept_then_drop("POST", r"/dispatches$")
+    app = build(tmp_path, service, gh)
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
+    assert len(dispatches(gh)) == 1
+    dispatch = next(s for s in app.store.steps(incident_id) if s.name == "dispatch")
+    assert dispatch.evidence["found_by_correlation_id"] is True
+    app.close()
+
+
+def test_a_process_restart_mid_pipeline_resumes_without_a_second_dispatch(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    release = threading.Event()
+    gh = make_github_emulator(hook=lambda ctx: release.wait(10) or True, **NO_REVIEWERS)
+    first = build(tmp_path, service, gh)
+    incident_id = start_incident(first)
+    drive(first, incident_id, lambda: bool(dispatches(gh)))
+    first.close()  # the process dies while the run is in progress
+    second = App.build(first.cfg, RealClock(), smoke_retry_delay_s=0.1)
+    release.set()
+    drive(second, incident_id, finished(second, incident_id))
+    assert second.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
+    assert len(dispatches(gh)) == 1
+    second.close()
+
+
+def test_failed_run_escalates_and_stops_automation(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    gh = make_github_emulator(hook=lambda ctx: False, **NO_REVIEWERS)
+    app = build(tmp_path, service, gh)
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
+    last = [
+        e for e in app.store.decisions(incident_id=incident_id) if e.kind == DecisionKind.ESCALATED.value
+    ][-1]
+    assert "ended failure" in last.reason and "restore-db.md" in last.reason
+    follow = next(s for s in app.store.steps(incident_id) if s.name == "follow_run")
+    assert follow.phase == StepPhase.FAILED.value
+    assert not any(
+        s.name == "smoke" and s.phase != StepPhase.PENDING.value for s in app.store.steps(incident_id)
+    )
+    app.close()
+
+
+def test_red_smoke_checks_escalate(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    gh = make_github_emulator(**NO_REVIEWERS)
+    app = build(
+        tmp_path, service, gh, CONFIG.replace("expect_json: {status: ok}", "expect_json: {status: down}")
+    )
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
+    smoke = next(s for s in app.store.steps(incident_id) if s.name == "smoke")
+    assert smoke.phase == StepPhase.FAILED.value
+    assert "json status='ok', expected 'down'" in (smoke.outcome or "")
+    app.close()
+
+
+def test_github_5xx_is_retried_not_escalated(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    gh = make_github_emulator(**NO_REVIEWERS)
+    gh.inject_error("POST", r"/dispatches$", 502)
+    app = build(tmp_path, service, gh)
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
+    assert len(dispatches(gh)) == 2  # the 502 and the retry
+    dispatch = next(s for s in app.store.steps(incident_id) if s.name == "dispatch")
+    assert dispatch.evidence["retryable_errors"] == 1
+    app.close()
+
+
+def test_prod_rollback_waits_for_the_environment_reviewers(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    """Approval mode ``reviewers``: the run waits in GitHub until a prod reviewer approves it."""
+    gh = make_github_emulator()  # prod requires alice or watchdog-bot
+    app = build(tmp_path, service, gh)
+    incident_id = start_incident(app)
+    drive(app, incident_id, lambda: bool(dispatches(gh)) and gh.list_runs()[0]["status"] == "waiting")
+    drive(app, incident_id, lambda: True)
+    assert app.store.incident(incident_id).phase == IncidentPhase.RUNNING.value
+    run_id = gh.list_runs()[0]["id"]
+    gh.review(run_id, "approved", login="alice")
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
+    app.close()

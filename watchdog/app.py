@@ -1,0 +1,167 @@
+"""Wiring: build the store, source, GitHub client, pipeline and engine from a configuration.
+
+The daemon (``run``), the demo and the tests all assemble the watchdog here, so there is one way
+the parts fit together. Outside clients (HTTP, GitHub) can be handed in, as httpx's transports are.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import httpx
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from actions.github import DeployWorkflow
+from watchdog import __version__
+from watchdog.clock import Clock
+from watchdog.config import WatchdogConfig
+from watchdog.engine import Engine, Reporter
+from watchdog.errors import ConfigError
+from watchdog.observability import init_sentry, register_secrets
+from watchdog.pipeline import RollbackPipeline
+from watchdog.sources import PrometheusSource, ReplaySource, ScrapeSource, ScrapeTarget
+from watchdog.sources.base import MetricSource
+from watchdog.sources.scrape import ProbeTarget
+from watchdog.store import Store
+
+log = structlog.get_logger("watchdog.app")
+
+
+def build_source(cfg: WatchdogConfig, clock: Clock, http: httpx.Client | None = None) -> MetricSource:
+    src = cfg.source
+    if src.kind == "prometheus":
+        assert src.prometheus is not None
+        p = src.prometheus
+        headers = {"Authorization": f"Bearer {p.bearer_token.get_secret_value()}"} if p.bearer_token else None
+        auth = (
+            (p.basic_auth_user, p.basic_auth_password.get_secret_value())
+            if p.basic_auth_user and p.basic_auth_password
+            else None
+        )
+        return PrometheusSource(p.url, timeout_s=p.timeout_s, headers=headers, auth=auth)
+    if src.kind == "scrape":
+        assert src.scrape is not None
+        s = src.scrape
+        return ScrapeSource(
+            [ScrapeTarget(t.url, t.labels) for t in s.targets],
+            clock,
+            probes=[ProbeTarget(p.name, p.url, p.labels, p.expect_status) for p in s.probes],
+            client=http,
+            timeout_s=s.timeout_s,
+        )
+    assert src.replay is not None
+    return ReplaySource(src.replay.path)
+
+
+def register_config_secrets(cfg: WatchdogConfig) -> None:
+    values = [cfg.github.token.get_secret_value()]
+    if cfg.source.prometheus is not None:
+        for secret in (cfg.source.prometheus.bearer_token, cfg.source.prometheus.basic_auth_password):
+            if secret is not None:
+                values.append(secret.get_secret_value())
+    if cfg.sentry.dsn is not None:
+        values.append(cfg.sentry.dsn.get_secret_value())
+    register_secrets(values)
+
+
+@dataclass
+class App:
+    cfg: WatchdogConfig
+    clock: Clock
+    store: Store
+    source: MetricSource
+    engine: Engine
+    pipeline: RollbackPipeline
+    http: httpx.Client
+
+    @classmethod
+    def build(
+        cls,
+        cfg: WatchdogConfig,
+        clock: Clock,
+        *,
+        store: Store | None = None,
+        source: MetricSource | None = None,
+        http: httpx.Client | None = None,
+        deployer: DeployWorkflow | None = None,
+        reporter: Reporter | None = None,
+        smoke_retry_delay_s: float = 1.0,
+    ) -> App:
+        register_config_secrets(cfg)
+        http = http or httpx.Client(timeout=10.0)
+        store = store or Store.open(cfg.store.url)
+        source = source or build_source(cfg, clock, http)
+        gh = cfg.github
+        deployer = deployer or DeployWorkflow(
+            gh.api_url,
+            gh.repo,
+            gh.workflow,
+            gh.token.get_secret_value(),
+            clock,
+            timeout_s=gh.request_timeout_s,
+        )
+        engine = Engine(cfg, store, source, clock, reporter=reporter)
+        pipeline = RollbackPipeline(
+            cfg,
+            store,
+            clock,
+            deployer=deployer,
+            http=http,
+            record=engine.record,
+            smoke_retry_delay_s=smoke_retry_delay_s,
+        )
+        engine.pipeline = pipeline
+        return cls(cfg, clock, store, source, engine, pipeline, http)
+
+    def close(self) -> None:
+        self.http.close()
+        self.store.close()
+
+
+def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None:
+    """The long-running process: APScheduler runs the scrapes and the ticks until ``stop`` is set."""
+    if cfg.sentry.dsn is not None:
+        init_sentry(cfg.sentry.dsn.get_secret_value(), cfg.sentry.environment, __version__)
+    app = App.build(cfg, clock)
+    scheduler = BackgroundScheduler(timezone="UTC")
+    if isinstance(app.source, ScrapeSource):
+        assert cfg.source.scrape is not None
+        scheduler.add_job(
+            app.source.scrape_once,
+            "interval",
+            seconds=cfg.source.scrape.interval_s,
+            id="scrape",
+            max_instances=1,
+            coalesce=True,
+        )
+    scheduler.add_job(
+        _safe_tick(app.engine), "interval", seconds=cfg.tick_s, id="tick", max_instances=1, coalesce=True
+    )
+    scheduler.start()
+    log.info(
+        "daemon started",
+        services=[s.name for s in cfg.services],
+        source=cfg.source.kind,
+        tick_s=cfg.tick_s,
+        store=app.store.engine.url.render_as_string(hide_password=True),
+    )
+    try:
+        stop.wait()
+    finally:
+        scheduler.shutdown(wait=True)
+        app.close()
+        log.info("daemon stopped")
+
+
+def _safe_tick(engine: Engine) -> object:
+    def tick() -> None:
+        try:
+            engine.tick()
+        except ConfigError:
+            raise
+        except Exception:  # a tick must never kill the daemon; the next tick tries again
+            log.exception("tick failed")
+
+    return tick

@@ -1,0 +1,273 @@
+"""``rollback-watchdog demo``: the whole loop on loopback, nothing external.
+
+Starts the stamps demo service (a baseline and a canary process), traffic, the GitHub emulator
+and the watchdog on the scrape source; deploys a bad release (or, with ``--healthy``, a good one)
+through the emulated ``deploy`` workflow; shows each signal's state and evidence as it goes; and
+ends with the decision log and a summary. The emulated workflow really restarts the canary at
+the dispatched tag, so the rollback is a real one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+import httpx
+import numpy as np
+
+from actions.github import DeployWorkflow, RunInfo
+from watchdog.app import App
+from watchdog.cli import format_log_table
+from watchdog.clock import RealClock
+from watchdog.config import load_config
+from watchdog.emulator.github import GitHubEmulator, RunContext
+from watchdog.evaluate import SignalResult
+from watchdog.observability import configure_logging
+from watchdog.phases import DecisionKind, IncidentPhase, SignalState, WatchKind, WatchPhase
+from watchdog.sources.scrape import ScrapeSource
+from watchdog.store import DecisionEntry, ReleaseRef, Watch
+
+from .service import ServiceProcess
+from .traffic import Target, TrafficGenerator
+
+STABLE, BAD, GOOD = "v1.0.0", "v1.1.0", "v1.2.0"
+TAG_SHAS = {STABLE: "1a2b3c4d" * 5, BAD: "5e6f7a8b" * 5, GOOD: "9c0d1e2f" * 5}
+DEMO_TOKEN = "demo-token-not-a-secret"
+DEADLINE_S = 240.0
+ENV, SERVICE = "prod", "stamps-api"
+_STATE_MARK = {
+    SignalState.PASS: "ok  ",
+    SignalState.FAIL: "FAIL",
+    SignalState.INCONCLUSIVE: "... ",
+    SignalState.NO_DATA: "none",
+    SignalState.ERROR: "ERR ",
+}
+
+
+def default_config_path() -> Path:
+    return Path(__file__).resolve().parent / "demo.yaml"
+
+
+class TerminalReporter:
+    """Prints each signal's state and evidence when something changes (and every few ticks)."""
+
+    def __init__(self, out: TextIO, t0: Callable[[], float]) -> None:
+        self.out = out
+        self.t0 = t0
+        self._last: dict[int, tuple[str, ...]] = {}
+        self._ticks: dict[int, int] = {}
+
+    def say(self, text: str) -> None:
+        print(f"[{time.time() - self.t0():6.1f}s] {text}", file=self.out, flush=True)
+
+    def tick(self, now: float, watch: Watch, results: list[SignalResult]) -> None:
+        states = tuple(r.state.value for r in results)
+        n = self._ticks[watch.id] = self._ticks.get(watch.id, 0) + 1
+        if states == self._last.get(watch.id) and n % 5:
+            return
+        self._last[watch.id] = states
+        label = "post-rollback watch" if watch.kind == WatchKind.POST_ROLLBACK.value else "watch"
+        self.say(
+            f"{label} #{watch.id}: {now - watch.started_at:5.1f}s of {watch.ends_at - watch.started_at:.0f}s"
+        )
+        for r in results:
+            print(f"           {_STATE_MARK[r.state]} {r.signal:<22} {r.summary}", file=self.out, flush=True)
+
+    def decision(self, entry: DecisionEntry) -> None:
+        arrow = f" {entry.from_tag or '-'} → {entry.to_tag or '-'}" if entry.from_tag or entry.to_tag else ""
+        self.say(f">> {entry.kind}{arrow}: {entry.result} — {entry.reason}")
+
+
+def run_demo(
+    *,
+    healthy: bool = False,
+    config_path: str | None = None,
+    workdir: str | None = None,
+    out: TextIO | None = None,
+) -> int:
+    out = out or sys.stdout
+    with tempfile.TemporaryDirectory(prefix="rollback-watchdog-demo-") as tmp:
+        return _Demo(
+            healthy,
+            Path(config_path) if config_path else default_config_path(),
+            Path(workdir) if workdir else Path(tmp),
+            out,
+        ).run()
+
+
+class _Demo:
+    def __init__(self, healthy: bool, config_path: Path, workdir: Path, out: TextIO) -> None:
+        self.healthy = healthy
+        self.config_path = config_path
+        self.workdir = workdir
+        self.out = out
+        self.started = time.time()
+        self.reporter = TerminalReporter(out, lambda: self.started)
+        self.clock = RealClock()
+
+    def run(self) -> int:
+        say = self.reporter.say
+        target = GOOD if self.healthy else BAD
+        say(
+            f"demo: deploying {'a good' if self.healthy else 'a bad'} release ({target}) "
+            f"of {SERVICE} to {ENV}"
+        )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        baseline = ServiceProcess(STABLE, "baseline", seed=1).start()
+        canary = ServiceProcess(STABLE, "canary", seed=2).start()
+        deploys: list[str] = []
+
+        def deploy_hook(ctx: RunContext) -> bool:
+            deploys.append(ctx.ref)
+            canary.restart(ctx.ref)  # the deploy workflow: run the dispatched tag on the canary
+            return True
+
+        emulator = GitHubEmulator(
+            token=DEMO_TOKEN,
+            owner="acme",
+            repo="stamps",
+            tags=TAG_SHAS,
+            hook=deploy_hook,
+            queue_delay=0.3,
+            step_delay=0.3,
+        ).start()
+        traffic = TrafficGenerator(
+            [Target(baseline.url, 0.75, "baseline"), Target(canary.url, 0.25, "canary")],
+            40.0,
+            self.clock,
+            np.random.default_rng(5),
+        )
+        app: App | None = None
+        stop = threading.Event()
+        scraper: threading.Thread | None = None
+        try:
+            env = dict(os.environ)
+            env.update(
+                {
+                    "DEMO_BASELINE_METRICS": f"{baseline.url}/metrics",
+                    "DEMO_CANARY_METRICS": f"{canary.url}/metrics",
+                    "DEMO_BASELINE_HEALTH": f"{baseline.url}/health",
+                    "DEMO_CANARY_HEALTH": f"{canary.url}/health",
+                    "DEMO_CANARY_URL": canary.url,
+                    "DEMO_GITHUB_URL": emulator.url,
+                    "DEMO_GITHUB_TOKEN": DEMO_TOKEN,
+                    "DEMO_STORE_URL": f"sqlite:///{self.workdir / 'demo-watchdog.db'}",
+                }
+            )
+            cfg = load_config(self.config_path, env=env)
+            configure_logging("console", "warning", stream=sys.stderr)  # the reporter tells the story
+            if cfg.demo_note:
+                say(f"note: {cfg.demo_note}")
+            app = App.build(cfg, self.clock, reporter=self.reporter, smoke_retry_delay_s=0.5)
+            assert isinstance(app.source, ScrapeSource) and cfg.source.scrape is not None
+            interval = cfg.source.scrape.interval_s
+            source = app.source
+            scraper = threading.Thread(target=_scrape_loop, args=(source, interval, stop), daemon=True)
+            scraper.start()
+            traffic.start()
+            say(
+                f"services up: baseline {baseline.url} ({STABLE}), canary {canary.url} ({STABLE}); "
+                f"GitHub emulator {emulator.url}; traffic 40 req/s, 25% to the canary"
+            )
+            app.engine.pin(
+                ENV,
+                SERVICE,
+                ReleaseRef(STABLE, TAG_SHAS[STABLE]),
+                actor="demo-operator",
+                reason=f"{STABLE} is the release running before the demo",
+            )
+            self.clock.sleep(3.0)
+
+            deployer = DeployWorkflow(emulator.url, "acme/stamps", "deploy.yml", DEMO_TOKEN, self.clock)
+            run = self._deploy(deployer, target)
+            app.engine.announce(
+                ENV,
+                SERVICE,
+                ReleaseRef(target, TAG_SHAS[target], run.id, run.html_url),
+                source="demo deploy workflow",
+                actor="demo-operator",
+            )
+            outcome = self._loop(app, cfg.tick_s)
+        finally:
+            stop.set()
+            traffic.stop()
+            if scraper is not None:
+                scraper.join(timeout=5)
+            emulator.stop()
+            canary.stop()
+            baseline.stop()
+        return self._summary(app, outcome, deploys)
+
+    def _deploy(self, deployer: DeployWorkflow, tag: str) -> RunInfo:
+        """What CI does: dispatch the deploy workflow at the tag and wait for it to finish."""
+        run = deployer.dispatch(tag, {"environment": ENV, "tag": tag, "correlation_id": f"deploy-{tag}"})
+        assert run is not None
+        while not (info := deployer.run(run.id)).completed:
+            self.clock.sleep(0.3)
+        self.reporter.say(f"deploy workflow run {info.id} {info.conclusion}: the canary now runs {tag}")
+        return info
+
+    def _loop(self, app: App, tick_s: float) -> str:
+        deadline = self.started + DEADLINE_S
+        while time.time() < deadline:
+            app.engine.tick()
+            store = app.store
+            incidents = [
+                store.incident(e.incident_id)
+                for e in store.decisions()
+                if e.kind == DecisionKind.ROLLBACK_DECIDED.value and e.incident_id
+            ]
+            if incidents and incidents[-1].phase in (
+                IncidentPhase.RESOLVED.value,
+                IncidentPhase.ESCALATED.value,
+            ):
+                return incidents[-1].phase
+            deploy_watches = [e for e in store.decisions() if e.kind == DecisionKind.PROMOTED.value]
+            if deploy_watches and not incidents:
+                return WatchPhase.SUCCESSFUL.value
+            self.clock.sleep(tick_s)
+        return "timeout"
+
+    def _summary(self, app: App | None, outcome: str, deploys: list[str]) -> int:
+        say = self.reporter.say
+        if app is None:
+            return 1
+        entries = app.store.decisions()
+        print("\nDecision log (rollback-watchdog log):\n" + format_log_table(entries) + "\n", file=self.out)
+        pin = app.store.current_pin(ENV, SERVICE)
+
+        def first(kind: DecisionKind) -> DecisionEntry | None:
+            return next((e for e in entries if e.kind == kind.value), None)
+
+        deployed = first(DecisionKind.WATCH_STARTED)
+        decided = first(DecisionKind.ROLLBACK_DECIDED)
+        resolved = first(DecisionKind.ROLLBACK_RESOLVED)
+        lines = [
+            f"workflow runs dispatched at: {', '.join(deploys)}",
+            f"stable release pinned now: {pin.tag if pin else '-'}",
+        ]
+        if decided and deployed:
+            lines.append(f"detected after {decided.at - deployed.at:.1f}s of watching: {decided.reason}")
+        if resolved and decided:
+            lines.append(f"rollback to recovery confirmed in {resolved.at - decided.at:.1f}s")
+        expected = WatchPhase.SUCCESSFUL.value if self.healthy else IncidentPhase.RESOLVED.value
+        ok = outcome == expected
+        lines.append(f"outcome: {outcome} ({'as expected' if ok else 'NOT as expected: ' + expected})")
+        app.close()
+        for line in lines:
+            say(line)
+        return 0 if ok else 1
+
+
+def _scrape_loop(source: ScrapeSource, interval_s: float, stop: threading.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(httpx.HTTPError):
+            source.scrape_once()
+        stop.wait(interval_s)

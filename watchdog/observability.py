@@ -1,0 +1,82 @@
+"""Logging (structlog) and error reporting (Sentry), both scrubbed of secrets.
+
+Context travels with the log line: bind ``env``, ``release``, ``watch_id`` once and every line
+carries them. JSON in production, readable in a terminal. Every secret value from the
+configuration is registered here and replaced by ``***`` in log lines and Sentry events.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, cast
+
+import structlog
+
+_SECRETS: set[str] = set()
+REDACTED = "***"
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Values that must never appear in a log line or an error report (tokens, DSNs, passwords)."""
+    _SECRETS.update(v for v in values if v and len(v) >= 4)
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, str):
+        for s in _SECRETS:
+            if s in value:
+                value = value.replace(s, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact(v) for v in value)
+    return value
+
+
+def _redact_processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    return {k: redact(v) for k, v in event.items()}
+
+
+def configure_logging(fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
+    out = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if out.isatty() else "json"
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact_processor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def sentry_before_send(event: dict[str, Any], _hint: dict[str, Any]) -> dict[str, Any]:
+    """Scrub every registered secret from a Sentry event before it leaves the process."""
+    scrubbed: dict[str, Any] = redact(event)
+    return scrubbed
+
+
+def init_sentry(dsn: str | None, environment: str, release: str) -> bool:
+    if not dsn:
+        return False
+    import sentry_sdk
+
+    sentry_sdk.init(
+        dsn=dsn,
+        environment=environment,
+        release=release,
+        send_default_pii=False,
+        before_send=cast(Any, sentry_before_send),
+    )
+    return True
