@@ -20,6 +20,8 @@ import requests
 from github import BadCredentialsException, Github, GithubException, RateLimitExceededException
 from github.GithubRetry import GithubRetry
 
+from tests.fixtures.github import MANIFEST_V1, MANIFEST_V2, SHAS, TOKEN, client
+from tests.openapi_check import ExchangeValidator, SpecRecorder
 from watchdog.emulator.github import (
     Exchange,
     GitHubEmulator,
@@ -27,10 +29,6 @@ from watchdog.emulator.github import (
     WorkflowDef,
     WorkflowInput,
 )
-
-from tests.fixtures.github import MANIFEST_V1, MANIFEST_V2, SHAS, TOKEN, client
-
-from tests.openapi_check import ExchangeValidator, SpecRecorder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
