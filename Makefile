@@ -22,6 +22,7 @@ test-deps: $(BIN)/rollback-watchdog
 
 lint: $(BIN)/rollback-watchdog
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(BIN)/rollback-watchdog
 	$(BIN)/mypy

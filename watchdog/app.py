@@ -7,6 +7,7 @@ the parts fit together. Outside clients (HTTP, GitHub) can be handed in, as http
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -18,7 +19,6 @@ from watchdog import __version__
 from watchdog.clock import Clock
 from watchdog.config import WatchdogConfig
 from watchdog.engine import Engine, Reporter
-from watchdog.errors import ConfigError
 from watchdog.observability import init_sentry, register_secrets
 from watchdog.pipeline import RollbackPipeline
 from watchdog.sources import PrometheusSource, ReplaySource, ScrapeSource, ScrapeTarget
@@ -155,12 +155,10 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
         log.info("daemon stopped")
 
 
-def _safe_tick(engine: Engine) -> object:
+def _safe_tick(engine: Engine) -> Callable[[], None]:
     def tick() -> None:
         try:
             engine.tick()
-        except ConfigError:
-            raise
         except Exception:  # a tick must never kill the daemon; the next tick tries again
             log.exception("tick failed")
 

@@ -7,7 +7,6 @@ up where the last one stopped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -81,7 +80,6 @@ class Engine:
                 for s in cfg.services
             }
         )
-        self.on_watch_end: list[Callable[[Watch, WatchPhase], None]] = []
 
     # ------------------------------------------------------------------ decision log
 
@@ -203,7 +201,7 @@ class Engine:
 
     def _evaluate(self, watch: Watch, now: float) -> None:
         svc = self.cfg.service(watch.service)
-        mem = self._memory.setdefault(watch.id, _WatchMemory())
+        mem = self._memory.get(watch.id) or self._recall(watch)
         results = self.evaluate_now(watch, now)
         self._remember(watch, mem, results, now)
         if self.reporter is not None:
@@ -228,6 +226,19 @@ class Engine:
                 )
         if now >= watch.ends_at:
             self._finish(watch, svc, results, mem, now)
+
+    def _recall(self, watch: Watch) -> _WatchMemory:
+        """Rebuild what the engine knew of a watch from its stored verdicts (after a restart)."""
+        mem = self._memory[watch.id] = _WatchMemory()
+        severities = {s.name: s.severity for s in self.cfg.service(watch.service).signals}
+        for v in self.store.verdicts(watch.id):
+            state = SignalState(v.state)
+            mem.states[v.signal] = state
+            if state not in (SignalState.NO_DATA, SignalState.ERROR):
+                mem.seen_data.add(v.signal)
+            if state is SignalState.FAIL and severities.get(v.signal) is Severity.PAGE:
+                mem.paged.add(v.signal)
+        return mem
 
     def _remember(self, watch: Watch, mem: _WatchMemory, results: list[SignalResult], now: float) -> None:
         for r in results:
@@ -382,8 +393,6 @@ class Engine:
 
     def _notify_end(self, watch: Watch, phase: WatchPhase) -> None:
         self._memory.pop(watch.id, None)
-        for cb in self.on_watch_end:
-            cb(watch, phase)
 
     # ------------------------------------------------------------------ helpers for the CLI
 

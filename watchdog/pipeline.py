@@ -101,12 +101,13 @@ class RollbackPipeline:
             self._log_step(incident, step, "successful", result)
 
     def _retry(self, incident: Incident, step: Step, exc: ActionRetryable) -> None:
-        step = self.store.update_step(
-            step.id, phase=StepPhase.RUNNING, now=self.clock.now(), outcome=f"retrying: {exc}"
-        )
-        errors = int(step.evidence.get("retryable_errors", 0)) + 1
+        errors = int(self.store.step(incident.id, step.name).evidence.get("retryable_errors", 0)) + 1
         self.store.update_step(
-            step.id, phase=StepPhase.RUNNING, now=self.clock.now(), evidence={"retryable_errors": errors}
+            step.id,
+            phase=StepPhase.RUNNING,
+            now=self.clock.now(),
+            outcome=f"retrying: {exc}",
+            evidence={"retryable_errors": errors},
         )
         if errors >= MAX_ATTEMPTS:
             self.store.update_step(step.id, phase=StepPhase.ERROR, now=self.clock.now(), outcome=str(exc))
@@ -236,6 +237,9 @@ class RollbackPipeline:
     def _post_rollback_watch(self, incident: Incident, step: Step) -> dict[str, Any] | None:
         """Runbook step 5: watch the stable release against the SLOs (≥ 30 min in prod)."""
         watch_id = step.evidence.get("watch_id")
+        if watch_id is None:  # a crash right after creating the watch must not create a second one
+            existing = self.store.incident_watch(incident.id, WatchKind.POST_ROLLBACK.value)
+            watch_id = existing.id if existing is not None else None
         if watch_id is None:
             _, good = self._releases(incident)
             assert good is not None

@@ -247,6 +247,16 @@ class Store:
                 raise StoreError(f"no watch with id {watch_id}")
             return row
 
+    def incident_watch(self, incident_id: int, kind: str) -> Watch | None:
+        with self.session() as s:
+            q = (
+                sa.select(Watch)
+                .filter_by(incident_id=incident_id, kind=kind)
+                .order_by(Watch.id.desc())
+                .limit(1)
+            )
+            return s.scalar(q)
+
     def running_watches(self, env: str | None = None, service: str | None = None) -> list[Watch]:
         with self.session() as s:
             q = sa.select(Watch).filter_by(phase=WatchPhase.RUNNING.value)

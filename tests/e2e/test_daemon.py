@@ -1,0 +1,187 @@
+"""The daemon as an operator runs it: `rollback-watchdog run` in its own process, deploys announced
+and releases pinned with the CLI, the decision log read with `rollback-watchdog log`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from watchdog.clock import RealClock
+from watchdog.demo.service import ServiceProcess
+from watchdog.demo.traffic import Target, TrafficGenerator
+from watchdog.emulator.github import GitHubEmulator, RunContext
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "ghp_daemontesttoken00000000000000000000"
+CONFIG = """
+version: 1
+tick_s: 0.5
+demo_note: test timings (post-rollback watch of 3 s)
+source:
+  kind: scrape
+  lookback_s: 30
+  scrape:
+    interval_s: 0.5
+    targets: [{url: "${SVC}/metrics", labels: {job: stamps-api}}]
+github:
+  api_url: ${GH}
+  repo: acme/stamps
+  token: ${GITHUB_TOKEN}
+  run_timeout_s: 60
+store: {url: "${DB}"}
+environments:
+  prod: {approval: none, watch_s: 120, post_rollback_watch_s: 3}
+services:
+  - name: stamps-api
+    match: {job: stamps-api}
+    base_urls: {prod: "${SVC}"}
+    signals:
+      - name: http_5xx
+        kind: ratio
+        bad: {metric: http_requests_total, match: {code: "=~5.."}}
+        total: {metric: http_requests_total}
+        slo: 0.01
+    smoke_checks:
+      - {name: health, path: /health, expect_json: {status: ok}}
+"""
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "watchdog", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_daemon_detects_rolls_back_and_logs(
+    tmp_path: Path, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    with ServiceProcess("v1.1.0", "canary", seed=9) as canary:
+
+        def deploy(ctx: RunContext) -> bool:
+            canary.restart(ctx.ref)
+            return True
+
+        gh = make_github_emulator(hook=deploy, token=TOKEN, environments=["dev", "stage", "prod"])
+        config = tmp_path / "watchdog.yaml"
+        config.write_text(CONFIG)
+        env = {
+            **os.environ,
+            "SVC": canary.url,
+            "GH": gh.url,
+            "GITHUB_TOKEN": TOKEN,
+            "DB": f"sqlite:///{tmp_path / 'wd.db'}",
+        }
+
+        pinned = cli(
+            "pin",
+            "-c",
+            str(config),
+            "--env",
+            "prod",
+            "--service",
+            "stamps-api",
+            "--tag",
+            "v1.0.0",
+            "--sha",
+            "1" * 40,
+            "--reason",
+            "last good release",
+            "--actor",
+            "alice",
+            env=env,
+        )
+        assert pinned.returncode == 0, pinned.stderr
+
+        traffic = TrafficGenerator([Target(canary.url, 1.0)], 30.0, RealClock(), np.random.default_rng(1))
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "watchdog", "run", "-c", str(config), "--log-format", "json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            traffic.start()
+            announced = cli(
+                "announce",
+                "-c",
+                str(config),
+                "--env",
+                "prod",
+                "--service",
+                "stamps-api",
+                "--tag",
+                "v1.1.0",
+                "--sha",
+                "2" * 40,
+                "--run-id",
+                "42",
+                "--actor",
+                "deploy-bot",
+                env=env,
+            )
+            assert announced.returncode == 0, announced.stderr
+
+            def log() -> list[dict[str, object]]:
+                out = cli("log", "-c", str(config), "--json", env=env)
+                assert out.returncode == 0, out.stderr
+                return list(json.loads(out.stdout))
+
+            wait_for(lambda: any(e["kind"] == "rollback_resolved" for e in log()), 120, "the rollback")
+        finally:
+            traffic.stop()
+            daemon.send_signal(signal.SIGTERM)
+            stdout, stderr = daemon.communicate(timeout=30)
+        assert daemon.returncode == 0, stderr[-3000:]
+        entries = log()
+        kinds = [e["kind"] for e in entries]
+        assert kinds[:2] == ["pin", "watch_started"]
+        assert entries[0]["actor"] == "alice" and entries[1]["actor"] == "deploy-bot"
+        decided = next(e for e in entries if e["kind"] == "rollback_decided")
+        assert decided["from"] == {"tag": "v1.1.0", "sha": "2" * 40, "run_id": 42, "build_url": None}
+        assert decided["to"]["tag"] == "v1.0.0"
+        assert decided["evidence"]["failed"][0]["signal"] == "http_5xx"
+        assert canary.version == "v1.0.0"  # the emulated deploy workflow really rolled the canary back
+        assert len(gh.requests("POST", r"/dispatches$")) == 1
+
+        table = cli("log", "-c", str(config), env=env)
+        assert "rollback_resolved" in table.stdout and "v1.1.0" in table.stdout
+        for line in stderr.splitlines():  # the daemon logs JSON lines, never the token
+            assert line.startswith("{"), line
+        assert TOKEN not in stdout + stderr + table.stdout
+
+
+def test_announce_rejects_unknown_service(tmp_path: Path) -> None:
+    config = tmp_path / "watchdog.yaml"
+    config.write_text(CONFIG)
+    env = {
+        **os.environ,
+        "SVC": "http://127.0.0.1:9",
+        "GH": "http://127.0.0.1:9",
+        "GITHUB_TOKEN": TOKEN,
+        "DB": f"sqlite:///{tmp_path / 'wd.db'}",
+    }
+    out = cli("announce", "-c", str(config), "--env", "prod", "--service", "nope", "--tag", "v1", env=env)
+    assert out.returncode == 2 and "no service named 'nope'" in out.stderr
+    empty = cli("log", "-c", str(config), env=env)
+    assert empty.returncode == 0 and "(the decision log is empty)" in empty.stdout
