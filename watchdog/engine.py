@@ -355,14 +355,19 @@ class Engine:
             self.store.end_watch(watch.id, phase, now, "recovered" if not unseen else f"no data: {unseen}")
             self._notify_end(watch, phase)
             return
+        promote = not unseen
         if unseen:
-            self.store.end_watch(watch.id, WatchPhase.INCONCLUSIVE, now, f"no data for {', '.join(unseen)}")
+            # A release nobody could observe is never promoted: missing data is not evidence.
+            blind = len(unseen) == len(decisive)
+            promote = policy.on_inconclusive == "promote" and not blind
+            then = "promoted (on_inconclusive=promote)" if promote else "held for a human"
+            why = "no rollback signal had any data" if blind else f"no data for {', '.join(unseen)}"
+            self.store.end_watch(watch.id, WatchPhase.INCONCLUSIVE, now, why)
             self.record(
                 env=watch.env,
                 service=watch.service,
                 kind=DecisionKind.INCONCLUSIVE.value,
-                reason=f"watch of {release.tag} ended without data for {', '.join(unseen)}; "
-                f"policy on_inconclusive={policy.on_inconclusive}",
+                reason=f"watch of {release.tag} ended inconclusive: {why}; the release is {then}",
                 actor=Actor.AUTOMATIC.value,
                 result=WatchPhase.INCONCLUSIVE.value,
                 watch_id=watch.id,
@@ -370,19 +375,20 @@ class Engine:
                 evidence=evidence,
             )
             self._notify_end(watch, WatchPhase.INCONCLUSIVE)
-            if policy.on_inconclusive == "hold":
-                return
         else:
             self.store.end_watch(watch.id, WatchPhase.SUCCESSFUL, now, "healthy for the whole watch")
             self._notify_end(watch, WatchPhase.SUCCESSFUL)
+        if not promote:
+            return
         self.store.set_release_status(release.id, ReleaseStatus.STABLE)
         previous = self.store.current_pin(watch.env, watch.service)
-        self.store.pin(watch.env, watch.service, release.id, now, Actor.AUTOMATIC.value, "passed its watch")
+        how = "passed its" if not unseen else "ended inconclusive but is promoted by policy after its"
+        self.store.pin(watch.env, watch.service, release.id, now, Actor.AUTOMATIC.value, f"{how} watch")
         self.record(
             env=watch.env,
             service=watch.service,
             kind=DecisionKind.PROMOTED.value,
-            reason=f"{release.tag} passed its {policy.watch_s:.0f}s watch and is pinned as stable",
+            reason=f"{release.tag} {how} {policy.watch_s:.0f}s watch and is pinned as stable",
             actor=Actor.AUTOMATIC.value,
             result=WatchPhase.SUCCESSFUL.value,
             watch_id=watch.id,

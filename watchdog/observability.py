@@ -81,16 +81,18 @@ def sentry_before_send(event: dict[str, Any], _hint: dict[str, Any]) -> dict[str
     return scrubbed
 
 
-def init_sentry(dsn: str | None, environment: str, release: str) -> bool:
+def init_sentry(dsn: str | None, environment: str, release: str, transport: Any = None) -> bool:
+    """Report errors to Sentry (no PII by default); ``transport`` is for tests, as httpx's is."""
     if not dsn:
         return False
     import sentry_sdk
 
+    options: dict[str, Any] = {"transport": transport} if transport is not None else {}
     sentry_sdk.init(
         dsn=dsn,
         environment=environment,
         release=release,
-        send_default_pii=False,
         before_send=cast(Any, sentry_before_send),
+        **options,
     )
     return True

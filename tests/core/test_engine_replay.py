@@ -9,7 +9,7 @@ from watchdog.clock import SimClock
 from watchdog.config import parse_config
 from watchdog.engine import Engine
 from watchdog.phases import DecisionKind, ReleaseStatus, SignalState, WatchPhase
-from watchdog.sources import ReplaySource
+from watchdog.sources import PrometheusSource, ReplaySource
 from watchdog.store import ReleaseRef, Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,6 +79,9 @@ def test_no_data_is_never_a_failure(tmp_path: Path) -> None:
     assert store.watch(watch[0].id).phase == WatchPhase.INCONCLUSIVE.value
     assert not any(v.state == SignalState.FAIL.value for v in store.verdicts(watch[0].id))
     assert store.open_incidents() == []
+    # healthchecks passed but no request was seen: inconclusive, promoted only as the policy says
+    assert store.current_pin("prod", "stamps-api").tag == "v1.5.0"
+    assert "ended inconclusive but is promoted by policy" in store.decisions()[-1].reason
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -87,4 +90,22 @@ def test_counter_reset_at_deploy_creates_no_events(tmp_path: Path, seed: int) ->
     sc = write_scenario(tmp_path / f"reset{seed}", minutes_after=5, seed=seed, reset_at_deploy=True)
     engine, clock, store = make(tmp_path, sc)
     run_until_watch_ends(engine, clock, store)
+    assert store.open_incidents() == []
+
+
+def test_an_unreachable_source_makes_the_watchdog_blind_not_trigger_happy(tmp_path: Path) -> None:
+    """Prometheus down for the whole watch: logged as blind, never a rollback, never a promotion."""
+    text = (ROOT / "config" / "demo.yaml").read_text()
+    cfg = parse_config(text, "demo.yaml", env={"DEMO_STORE_URL": f"sqlite:///{tmp_path / 'wd.db'}"})
+    clock = SimClock(1_764_300_000.0)
+    store = Store.open(cfg.store.url)
+    engine = Engine(cfg, store, PrometheusSource("http://127.0.0.1:9", timeout_s=1), clock)
+    engine.pin("prod", "stamps-api", ReleaseRef("v1.0.0"), actor="test", reason="seed")
+    engine.announce("prod", "stamps-api", ReleaseRef("v1.1.0"))
+    run_until_watch_ends(engine, clock, store, step=10.0)
+    kinds = [e.kind for e in store.decisions()]
+    assert kinds.count(DecisionKind.BLIND.value) == 1
+    assert DecisionKind.ROLLBACK_DECIDED.value not in kinds and DecisionKind.PROMOTED.value not in kinds
+    blind = next(e for e in store.decisions() if e.kind == DecisionKind.BLIND.value)
+    assert "did not answer" in blind.evidence["errors"][0]
     assert store.open_incidents() == []

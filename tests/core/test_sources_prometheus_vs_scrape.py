@@ -7,18 +7,23 @@ exact counter values at both edges and the counts must agree to the request.
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.fixtures.prometheus import PromTarget, run_prometheus
 from watchdog.clock import RealClock
+from watchdog.config import GaugeSignal, parse_config
 from watchdog.demo.service import ServiceProcess
 from watchdog.errors import SourceUnavailable
+from watchdog.evaluate import Evaluator
+from watchdog.phases import SignalState
 from watchdog.series import Selector, sum_increase_by
 from watchdog.sources import PrometheusSource, ScrapeSource, ScrapeTarget
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _scrape_loop(src: ScrapeSource, stop: threading.Event) -> None:
@@ -79,6 +84,61 @@ def test_prometheus_and_direct_scraping_count_the_same() -> None:
                     ).items()
                 )
                 assert errors == sum(1 for code in statuses if code >= 500) > 0  # the bad release's 5xx
+            finally:
+                stop.set()
+                loop.join()
+
+
+def test_signals_judge_the_same_over_prometheus_and_scraping() -> None:
+    """The whole evaluation path (selectors with the service's matchers, counts, detectors)."""
+    cfg = parse_config((ROOT / "config" / "demo.yaml").read_text(), "demo.yaml")
+    service = cfg.services[0]
+    gauge = GaugeSignal(
+        name="cost_promql",
+        kind="gauge",
+        promql="max by (cohort, tenant) (cost_per_tenant)",
+        limit=1.4,
+        for_samples=2,
+    )
+    with ServiceProcess("v1.1.0", "canary", seed=5) as svc:
+        labels = {"job": "stamps-api"}
+        scrape = ScrapeSource([ScrapeTarget(svc.url + "/metrics", labels)], RealClock())
+        stop = threading.Event()
+        loop = threading.Thread(target=_scrape_loop, args=(scrape, stop), daemon=True)
+        with run_prometheus([PromTarget(svc.url + "/metrics", labels)], interval_s=1.0) as prom:
+            loop.start()
+            try:
+                prom.wait_for_samples("http_requests_total", 1)
+                time.sleep(2.5)
+                t_a = time.time()
+                with httpx.Client() as client, ThreadPoolExecutor(16) as pool:
+
+                    def claim(i: int) -> None:
+                        body = {"tenant": f"t{i % 3}", "card": "c", "token": f"k-{i}", "dry_run": False}
+                        client.post(svc.url + "/v1/stamps/claim", json=body, headers={"X-Device-Proof": "p"})
+
+                    list(pool.map(claim, range(400)))
+                time.sleep(3.0)
+                t_b = time.time()
+                verdicts = {}
+                for name, source in (("prometheus", PrometheusSource(prom.url)), ("scrape", scrape)):
+                    ev = Evaluator(service, source, lookback_s=60, step_s=1.0)
+                    verdicts[name] = {
+                        sig.name: ev.evaluate(sig, t_a, t_b, 0.01 / 6)
+                        for sig in service.signals
+                        if sig.kind in ("ratio", "latency")
+                    }
+                for signal, res in verdicts["scrape"].items():
+                    other = verdicts["prometheus"][signal]
+                    assert res.state == other.state, signal
+                    assert res.verdict is not None and other.verdict is not None
+                    assert res.verdict.evidence["bad"] == other.verdict.evidence["bad"], signal
+                    assert res.verdict.evidence["total"] == other.verdict.evidence["total"], signal
+                assert verdicts["scrape"]["http_5xx"].state is SignalState.FAIL  # the bad release fails
+                raw = Evaluator(service, PrometheusSource(prom.url), lookback_s=60, step_s=1.0)
+                cost = raw.evaluate(gauge, t_a, t_b, 0.01)
+                assert cost.state is SignalState.FAIL, cost.summary  # v1.1.0 costs 1.8 per request
+                assert cost.query == gauge.promql
             finally:
                 stop.set()
                 loop.join()

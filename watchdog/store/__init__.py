@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -47,6 +47,7 @@ __all__ = [
     "Watch",
 ]
 
+_Row = TypeVar("_Row", Release, Watch, Incident, Step)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -58,6 +59,13 @@ class ReleaseRef:
     sha: str | None = None
     run_id: int | None = None
     build_url: str | None = None
+
+
+def _get(s: Session, model: type[_Row], row_id: int) -> _Row:
+    row = s.get(model, row_id)
+    if row is None:
+        raise StoreError(f"no {model.__tablename__} row with id {row_id}")
+    return row
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -134,9 +142,7 @@ class Store:
 
     def release(self, release_id: int) -> Release:
         with self.session() as s:
-            row = s.get(Release, release_id)
-            if row is None:
-                raise StoreError(f"no release with id {release_id}")
+            row = _get(s, Release, release_id)
             return row
 
     def find_release(self, env: str, service: str, tag: str) -> Release | None:
@@ -145,18 +151,14 @@ class Store:
 
     def set_release_status(self, release_id: int, status: ReleaseStatus) -> None:
         with self.session() as s:
-            row = s.get(Release, release_id)
-            if row is None:
-                raise StoreError(f"no release with id {release_id}")
+            row = _get(s, Release, release_id)
             if row.status == ReleaseStatus.FAILED.value and status is ReleaseStatus.STABLE:
                 raise StoreError(f"release {row.tag} failed its watch in {row.env} and cannot become stable")
             row.status = status.value
 
     def pin(self, env: str, service: str, release_id: int, now: float, actor: str, reason: str) -> Pin:
         with self.session() as s:
-            rel = s.get(Release, release_id)
-            if rel is None:
-                raise StoreError(f"no release with id {release_id}")
+            rel = _get(s, Release, release_id)
             if rel.status == ReleaseStatus.FAILED.value:
                 raise StoreError(f"release {rel.tag} failed its watch in {env}: it is never pinned")
             row = Pin(
@@ -242,9 +244,7 @@ class Store:
 
     def watch(self, watch_id: int) -> Watch:
         with self.session() as s:
-            row = s.get(Watch, watch_id)
-            if row is None:
-                raise StoreError(f"no watch with id {watch_id}")
+            row = _get(s, Watch, watch_id)
             return row
 
     def incident_watch(self, incident_id: int, kind: str) -> Watch | None:
@@ -268,9 +268,7 @@ class Store:
 
     def end_watch(self, watch_id: int, phase: WatchPhase, now: float, summary: str) -> None:
         with self.session() as s:
-            row = s.get(Watch, watch_id)
-            if row is None:
-                raise StoreError(f"no watch with id {watch_id}")
+            row = _get(s, Watch, watch_id)
             row.phase, row.ended_at, row.summary = phase.value, now, summary
 
     def add_verdict(
@@ -339,9 +337,7 @@ class Store:
 
     def incident(self, incident_id: int) -> Incident:
         with self.session() as s:
-            row = s.get(Incident, incident_id)
-            if row is None:
-                raise StoreError(f"no incident with id {incident_id}")
+            row = _get(s, Incident, incident_id)
             return row
 
     def open_incidents(self) -> list[Incident]:
@@ -352,9 +348,7 @@ class Store:
 
     def set_incident_phase(self, incident_id: int, phase: IncidentPhase, now: float | None = None) -> None:
         with self.session() as s:
-            row = s.get(Incident, incident_id)
-            if row is None:
-                raise StoreError(f"no incident with id {incident_id}")
+            row = _get(s, Incident, incident_id)
             row.phase = phase.value
             if phase in (IncidentPhase.RESOLVED, IncidentPhase.ESCALATED):
                 row.ended_at = now
@@ -400,9 +394,7 @@ class Store:
         attempt: bool = False,
     ) -> Step:
         with self.session() as s:
-            row = s.get(Step, step_id)
-            if row is None:
-                raise StoreError(f"no step with id {step_id}")
+            row = _get(s, Step, step_id)
             row.phase = phase.value
             if phase is StepPhase.RUNNING and row.started_at is None:
                 row.started_at = now
