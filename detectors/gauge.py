@@ -63,3 +63,30 @@ def gauge_limit(
         f"all groups within {limit:.4g} (worst run {worst_run}/{min_samples})",
         evidence,
     )
+
+
+def gauge_ratio(
+    canary: Mapping[str, Sequence[float]],
+    baseline: Mapping[str, Sequence[float]],
+    max_ratio: float,
+    min_samples: int,
+    *,
+    detector: str = "gauge_ratio",
+) -> Verdict:
+    """Canary versus baseline per group: fails when a group's canary value stayed above
+    ``max_ratio`` × the baseline's median (over the same samples) for ``min_samples`` samples."""
+    ratios: dict[str, list[float]] = {}
+    for name, values in canary.items():
+        ref = np.asarray(baseline.get(name, []), dtype=float)
+        ref = ref[np.isfinite(ref)]
+        if ref.size == 0:
+            continue
+        med = float(np.median(ref))
+        if med <= 0:
+            continue
+        ratios[name] = [float(v) / med for v in values]
+    verdict = gauge_limit(ratios, max_ratio, min_samples, detector=detector)
+    evidence = dict(verdict.evidence)
+    evidence["statistic_name"] = "consecutive samples above max_ratio × baseline (worst group)"
+    summary = verdict.summary.replace("above the limit", "× baseline, above").replace("within", "within ×")
+    return Verdict(verdict.outcome, detector, verdict.statistic, verdict.threshold, summary, evidence)

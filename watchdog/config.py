@@ -82,21 +82,36 @@ class _SignalBase(Strict):
 
 
 class RatioSignal(_SignalBase):
-    """Bad events over all events (5xx over requests, reused tokens over claims)."""
+    """Bad events over all events (5xx over requests, reused tokens over claims).
+
+    With a canary the canary is compared with the baseline; without one, after the deploy with
+    before. ``slo`` adds an absolute check (paged when breached) and is the fallback when there is
+    nothing to compare with.
+    """
 
     kind: Literal["ratio"]
     bad: SeriesRef
     total: SeriesRef
-    slo: float = Field(gt=0, lt=1, description="Largest acceptable bad fraction.")
+    slo: float | None = Field(default=None, gt=0, lt=1, description="Largest acceptable bad fraction.")
 
 
 class LatencySignal(_SignalBase):
-    """A latency quantile against the SLO, judged from histogram bucket counts."""
+    """Latency from histogram bucket counts: a quantile against its SLO threshold (the requests
+    above the threshold's bucket bound), or with ``omnibus`` the whole distribution (every bound)."""
 
     kind: Literal["latency"]
     histogram: SeriesRef = Field(description="The histogram's base name (without _bucket).")
-    quantile: float = Field(gt=0, lt=1)
-    threshold_s: float = Field(gt=0, description="SLO on the quantile; best set to a bucket bound.")
+    quantile: float | None = Field(default=None, gt=0, lt=1)
+    threshold_s: float | None = Field(
+        default=None, gt=0, description="SLO on the quantile; best a bucket bound."
+    )
+    omnibus: bool = Field(default=False, description="Judge every bucket bound instead of one quantile.")
+
+    @model_validator(mode="after")
+    def _what(self) -> LatencySignal:
+        if not self.omnibus and (self.quantile is None or self.threshold_s is None):
+            raise ValueError("set quantile and threshold_s, or omnibus: true")
+        return self
 
 
 class ProbeSignal(_SignalBase):
@@ -133,13 +148,18 @@ class GaugeSignal(_SignalBase):
     gauge: SeriesRef | None = None
     promql: str | None = None
     by: list[str] = Field(default_factory=list)
-    limit: float
+    limit: float | None = Field(default=None, description="Absolute limit on the canary's value.")
+    max_ratio: float | None = Field(
+        default=None, gt=1, description="Limit relative to the baseline (canary)."
+    )
     for_samples: int = Field(default=3, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> GaugeSignal:
         if (self.gauge is None) == (self.promql is None):
             raise ValueError("set exactly one of 'gauge' and 'promql'")
+        if self.limit is None and self.max_ratio is None:
+            raise ValueError("set 'limit', 'max_ratio' or both")
         return self
 
 
@@ -167,7 +187,8 @@ def compile_promql(
     if isinstance(signal, LatencySignal):
         h = signal.histogram
         bucket = SeriesRef(metric=h.metric + "_bucket", match=h.match).selector(extra).promql()
-        return f"histogram_quantile({signal.quantile}, sum by ({grp}, le) (rate({bucket}[{window}])))"
+        buckets = f"sum by ({', '.join((*by, 'le'))}) (rate({bucket}[{window}]))"
+        return buckets if signal.quantile is None else f"histogram_quantile({signal.quantile}, {buckets})"
     if isinstance(signal, ProbeSignal):
         return f"min by ({grp}) ({signal.probe.selector(extra).promql()})"
     if isinstance(signal, RateSignal):
@@ -221,6 +242,15 @@ class ServiceConfig(Strict):
     smoke_checks: list[SmokeCheck] = Field(default_factory=list)
     dampening: dict[str, list[DampeningAction]] = Field(default_factory=dict, description="Per environment.")
 
+    @model_validator(mode="after")
+    def _omnibus_needs_canary(self) -> ServiceConfig:
+        for sig in self.signals:
+            if isinstance(sig, LatencySignal) and sig.omnibus and not self.canary:
+                raise ValueError(
+                    f"signal {sig.name}: omnibus compares canary and baseline; it needs canary: true"
+                )
+        return self
+
     @field_validator("signals")
     @classmethod
     def _unique_names(cls, signals: list[Any]) -> list[Any]:
@@ -243,8 +273,21 @@ class EnvironmentPolicy(Strict):
     watch_s: float = Field(default=1800.0, gt=0, description="How long a new release is watched.")
     post_rollback_watch_s: float = Field(default=1800.0, gt=0)
     alpha: float = Field(default=0.01, gt=0, lt=0.5, description="False-alarm budget per deploy.")
-    min_events: int = Field(default=0, ge=0, description="Below this many events a watch ends inconclusive.")
     on_inconclusive: Literal["promote", "hold"] = "promote"
+    warmup_s: float = Field(
+        default=30.0, ge=0, description="Latency is judged only after the canary warmed up."
+    )
+    calibration_s: float = Field(
+        default=1200.0,
+        ge=0,
+        description="Pre-deploy window: the A/A calibration and the before/after reference.",
+    )
+    split_tolerance: float = Field(
+        default=2.0,
+        gt=1,
+        description="A canary traffic share changed by more than this factor at the deploy "
+        "makes comparisons inconclusive.",
+    )
 
 
 def _default_envs() -> dict[EnvName, EnvironmentPolicy]:

@@ -14,7 +14,7 @@ import structlog
 
 from watchdog.clock import Clock
 from watchdog.config import ServiceConfig, Severity, WatchdogConfig
-from watchdog.evaluate import Evaluator, SignalResult, signal_alpha
+from watchdog.evaluate import SignalResult, WatchEvaluator
 from watchdog.phases import (
     Actor,
     DecisionKind,
@@ -45,6 +45,7 @@ class PipelineRunner(Protocol):
 class _WatchMemory:
     """What the engine remembers between ticks to log changes, not every tick (rebuilt on restart)."""
 
+    evaluator: WatchEvaluator | None = None
     states: dict[str, SignalState] = field(default_factory=dict)
     blind: bool = False
     paged: set[str] = field(default_factory=set)
@@ -70,16 +71,7 @@ class Engine:
         self.pipeline = pipeline
         self.reporter = reporter
         self._memory: dict[int, _WatchMemory] = {}
-        step = step_s if step_s is not None else cfg.tick_s
-        # Without a source (the CLI's announce/pin) the engine records decisions but evaluates nothing.
-        self._evaluators = (
-            {}
-            if source is None
-            else {
-                s.name: Evaluator(s, source, lookback_s=cfg.source.lookback_s, step_s=step)
-                for s in cfg.services
-            }
-        )
+        self.step_s = step_s if step_s is not None else cfg.tick_s
 
     # ------------------------------------------------------------------ decision log
 
@@ -192,17 +184,25 @@ class Engine:
             for incident in self.store.open_incidents():
                 self.pipeline.advance(incident.id)
 
-    def evaluate_now(self, watch: Watch, now: float) -> list[SignalResult]:
-        svc = self.cfg.service(watch.service)
-        alpha = signal_alpha(svc, self.cfg.env(watch.env).alpha)
-        end = min(now, watch.ends_at)
-        ev = self._evaluators[svc.name]
-        return [ev.evaluate(sig, watch.started_at, end, alpha) for sig in svc.signals]
+    def _evaluator(self, watch: Watch, mem: _WatchMemory) -> WatchEvaluator:
+        if mem.evaluator is None:
+            assert self.source is not None
+            policy = self.cfg.env(watch.env)
+            mem.evaluator = WatchEvaluator(
+                self.cfg.service(watch.service),
+                self.source,
+                policy,
+                watch_start=watch.started_at,
+                alpha=policy.alpha,
+                lookback_s=self.cfg.source.lookback_s,
+                step_s=self.step_s,
+            )
+        return mem.evaluator
 
     def _evaluate(self, watch: Watch, now: float) -> None:
         svc = self.cfg.service(watch.service)
         mem = self._memory.get(watch.id) or self._recall(watch)
-        results = self.evaluate_now(watch, now)
+        results = self._evaluator(watch, mem).advance(min(now, watch.ends_at))
         self._remember(watch, mem, results, now)
         if self.reporter is not None:
             self.reporter.tick(now, watch, results)
@@ -212,13 +212,20 @@ class Engine:
             self._fail(watch, svc, failed, results, now)
             return
         for r in results:
-            if r.state is SignalState.FAIL and r.severity is Severity.PAGE and r.signal not in mem.paged:
+            page_failed = r.state is SignalState.FAIL and r.severity is Severity.PAGE
+            if (page_failed or r.slo_breach) and r.signal not in mem.paged:
                 mem.paged.add(r.signal)
+                why = (
+                    f"{r.signal} failed (severity page): {r.summary}"
+                    if page_failed
+                    else f"{r.signal} is outside its SLO ({r.slo_breach}), but the release is not "
+                    "worse than its reference: paging, not rolling back"
+                )
                 self.record(
                     env=watch.env,
                     service=watch.service,
                     kind=DecisionKind.STEP.value,
-                    reason=f"{r.signal} failed (severity page): {r.summary}",
+                    reason=why,
                     actor=Actor.AUTOMATIC.value,
                     result="paged",
                     watch_id=watch.id,

@@ -1,28 +1,41 @@
-"""Signals → verdicts: fetch the raw samples a signal needs, count them, hand them to a detector.
+"""Signals → verdicts: fetch the raw samples a signal needs, count them, feed the detectors.
 
-The one place that knows how each signal kind maps onto the sources and the detectors; the
-daemon, replay and the benchmark all go through it.
+One ``WatchEvaluator`` per watch keeps every signal's detector state and advances it interval by
+interval (one interval per tick; a restarted process catches up interval by interval from the
+start of the watch). The daemon, replay and the benchmark all go through it.
+
+With a canary, each count signal compares the canary with the baseline (``detectors.compare``),
+calibrated on the A/A period before the deploy; without one, after the deploy with before
+(``detectors.change``). An SLO on the signal is checked too: a breach is reported (and paged),
+and it decides only when there is nothing to compare with.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.gauge import gauge_limit
-from detectors.latency import latency_exceedance
+import numpy as np
+
+from detectors.change import before_after, binomial_dispersion
+from detectors.compare import ShareTest, combine_any, dispersion
+from detectors.gauge import gauge_limit, gauge_ratio
+from detectors.latency import histogram_quantile, pick_bound
 from detectors.probe import probe_k_of_n
 from detectors.rate import rate_bound
 from detectors.slo import slo_bound
 from detectors.verdict import Outcome, Verdict
 from watchdog.config import (
+    EnvironmentPolicy,
     GaugeSignal,
     LatencySignal,
     ProbeSignal,
     RateSignal,
     RatioSignal,
+    SeriesRef,
     ServiceConfig,
     Severity,
     compile_promql,
@@ -34,6 +47,7 @@ from watchdog.sources.base import MetricSource
 
 AnySignal = RatioSignal | LatencySignal | ProbeSignal | RateSignal | GaugeSignal
 STATISTICAL = (RatioSignal, LatencySignal, RateSignal)
+CANARY, BASELINE, ALL = "canary", "baseline", "all"
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,7 @@ class SignalResult:
     verdict: Verdict | None
     query: str
     error: str | None = None
+    slo_breach: str | None = None  # set when the canary (or the release) is outside the SLO
 
     @property
     def summary(self) -> str:
@@ -59,6 +74,8 @@ class SignalResult:
             out.update(self.verdict.as_dict())
         if self.error is not None:
             out["error"] = self.error
+        if self.slo_breach is not None:
+            out["slo_breach"] = self.slo_breach
         return out
 
 
@@ -68,86 +85,488 @@ def signal_alpha(service: ServiceConfig, alpha: float) -> float:
     return alpha / max(n, 1)
 
 
-class Evaluator:
-    """Evaluates one service's signals for one cohort over a window, against one source."""
+# ----------------------------------------------------------------------------- counting
+
+
+class Window:
+    """The raw series of one selector over a span, and per-cohort counts of sub-intervals."""
+
+    def __init__(self, series: list[Series], service: ServiceConfig, extra_by: Sequence[str] = ()) -> None:
+        self.series = series
+        self.service = service
+        self.by = [service.cohort_label, *extra_by] if service.canary else list(extra_by)
+
+    def cohort_of(self, key: tuple[str, ...]) -> str:
+        if not self.service.canary:
+            return ALL
+        if key[0] == self.service.canary_value:
+            return CANARY
+        return BASELINE if key[0] == self.service.baseline_value else ""
+
+    def counts(self, start: float, end: float) -> dict[str, float]:
+        out: dict[str, float] = defaultdict(float)
+        for key, v in sum_increase_by(self.series, self.by, start, end).items():
+            out[self.cohort_of(key)] += v
+        return out
+
+    def counts_by(self, start: float, end: float) -> dict[str, dict[str, float]]:
+        """Counts per cohort and per the extra label (e.g. ``le``)."""
+        out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for key, v in sum_increase_by(self.series, self.by, start, end).items():
+            out[self.cohort_of(key)][key[-1]] += v
+        return out
+
+
+def _spans(start: float, end: float, step: float) -> list[tuple[float, float]]:
+    out = []
+    t = start
+    while t < end - 1e-9:
+        out.append((t, min(t + step, end)))
+        t += step
+    return out
+
+
+# ----------------------------------------------------------------------------- trackers
+
+
+@dataclass
+class _Tracker:
+    """One signal's detector state within a watch."""
+
+    signal: Any
+    service: ServiceConfig
+    alpha: float
+    policy: EnvironmentPolicy
+    watch_start: float
+    step_s: float
+    split_changed: bool = field(default=False, init=False)
+    last: float = field(default=math.nan, init=False)  # end of the last interval taken in
+    calibrated: bool = field(default=False, init=False)
+
+    def selectors(self) -> list[SeriesRef]:
+        raise NotImplementedError
+
+    def calibrate(self, windows: list[Window], spans: list[tuple[float, float]]) -> None:
+        """Learn from the pre-deploy period (A/A with a canary, the reference without one)."""
+
+    def update(self, windows: list[Window], start: float, end: float) -> None:
+        """Take in one interval after the watch started."""
+
+    def verdict(self, windows: list[Window], now: float) -> tuple[Verdict, str | None]:
+        raise NotImplementedError
+
+    def _guard(self, v: Verdict) -> Verdict:
+        if v.outcome is Outcome.FAIL and self.split_changed:
+            return Verdict(
+                Outcome.INCONCLUSIVE,
+                v.detector,
+                v.statistic,
+                v.threshold,
+                v.summary + " — but the canary's traffic share changed at the deploy (split "
+                "mismatch): not trusted",
+                {**v.evidence, "split_mismatch": True},
+            )
+        return v
+
+
+@dataclass
+class _Counted(_Tracker):
+    """Shared by ratio and latency signals: bad events out of total events, per cohort."""
+
+    share: ShareTest | None = field(default=None, init=False)
+    pre: dict[str, float] = field(default_factory=lambda: defaultdict(float), init=False)
+    post: dict[str, float] = field(default_factory=lambda: defaultdict(float), init=False)
+    phi: float = field(default=1.0, init=False)
+    pre_share: float = field(default=math.nan, init=False)
+
+    def bad_total(self, windows: list[Window], start: float, end: float) -> dict[str, tuple[float, float]]:
+        raise NotImplementedError
+
+    def calibrate(self, windows: list[Window], spans: list[tuple[float, float]]) -> None:
+        cb, bb, rho, allb, allt = [], [], [], [], []
+        for s, e in spans:
+            bt = self.bad_total(windows, s, e)
+            for cohort, (b, t) in bt.items():
+                self.pre[cohort + "_bad"] += b
+                self.pre[cohort + "_total"] += t
+            if self.service.canary:
+                (c_b, c_t), (b_b, b_t) = bt.get(CANARY, (0, 0)), bt.get(BASELINE, (0, 0))
+                cb.append(c_b)
+                bb.append(b_b)
+                rho.append(c_t / (c_t + b_t) if c_t + b_t > 0 else math.nan)
+            else:
+                b, t = bt.get(ALL, (0, 0))
+                allb.append(b)
+                allt.append(t)
+        if self.service.canary:
+            self.phi = dispersion(np.array(cb), np.array(bb), np.array(rho))
+            ct, bt_ = self.pre[CANARY + "_total"], self.pre[BASELINE + "_total"]
+            self.pre_share = ct / (ct + bt_) if ct + bt_ > 0 else math.nan
+        else:
+            self.phi = binomial_dispersion(np.array(allb), np.array(allt))
+        self.share = ShareTest(n=1, alpha=self.alpha, phi=self.phi)
+
+    def update(self, windows: list[Window], start: float, end: float) -> None:
+        bt = self.bad_total(windows, start, end)
+        for cohort, (b, t) in bt.items():
+            self.post[cohort + "_bad"] += b
+            self.post[cohort + "_total"] += t
+        if self.service.canary and self.share is not None:
+            (c_b, c_t), (b_b, b_t) = bt.get(CANARY, (0, 0)), bt.get(BASELINE, (0, 0))
+            if c_t + b_t > 0:
+                self.share.update(np.array([c_b]), np.array([b_b]), np.array([c_t / (c_t + b_t)]))
+
+    def _mine(self) -> tuple[float, float]:
+        cohort = CANARY if self.service.canary else ALL
+        return self.post[cohort + "_bad"], self.post[cohort + "_total"]
+
+    def _slo(self) -> float | None:
+        return None
+
+    def verdict(self, windows: list[Window], now: float) -> tuple[Verdict, str | None]:
+        bad, total = self._mine()
+        slo = self._slo()
+        breach = None
+        slo_v = None
+        if slo is not None:
+            slo_v = slo_bound(min(bad, total), total, slo, self.alpha, interval=False)
+            if slo_v.outcome is Outcome.FAIL:
+                breach = slo_v.summary
+        if self.service.canary:
+            ct, bt = self.post[CANARY + "_total"], self.post[BASELINE + "_total"]
+            if bt <= 0 or self.share is None:  # nothing to compare with: the SLO decides
+                return (
+                    slo_v or Verdict(Outcome.NO_DATA, "canary_share", None, None, "no baseline traffic")
+                ), breach
+            post_share = ct / (ct + bt) if ct + bt > 0 else math.nan
+            tol = self.policy.split_tolerance
+            self.split_changed = bool(
+                math.isfinite(self.pre_share)
+                and math.isfinite(post_share)
+                and self.pre_share > 0
+                and not 1 / tol <= post_share / self.pre_share <= tol
+            )
+            v = self.share.verdict(0)
+            if v.outcome is Outcome.NO_DATA and ct > 0:  # traffic but no bad event: data, just no evidence
+                v = Verdict(
+                    Outcome.INCONCLUSIVE,
+                    v.detector,
+                    v.statistic,
+                    v.threshold,
+                    f"no bad events yet among {ct:.0f} canary and {bt:.0f} baseline events",
+                    v.evidence,
+                )
+            v = Verdict(
+                v.outcome,
+                v.detector,
+                v.statistic,
+                v.threshold,
+                v.summary,
+                {
+                    **v.evidence,
+                    "canary_rate": bad / total if total else None,
+                    "baseline_rate": self.post[BASELINE + "_bad"] / bt,
+                    "canary_share_before": self.pre_share,
+                    "canary_share_after": post_share,
+                },
+            )
+            return self._guard(v), breach
+        v = before_after(
+            self.pre[ALL + "_bad"], self.pre[ALL + "_total"], bad, total, self.alpha, phi=self.phi
+        )
+        if v.outcome is Outcome.NO_DATA and slo_v is not None and total > 0:
+            return slo_v, breach
+        return v, breach
+
+
+@dataclass
+class _RatioTracker(_Counted):
+    def selectors(self) -> list[SeriesRef]:
+        return [self.signal.bad, self.signal.total]
+
+    def bad_total(self, windows: list[Window], start: float, end: float) -> dict[str, tuple[float, float]]:
+        bad, total = windows[0].counts(start, end), windows[1].counts(start, end)
+        return {c: (min(bad.get(c, 0.0), t), t) for c, t in total.items()}
+
+    def _slo(self) -> float | None:
+        slo: float | None = self.signal.slo
+        return slo
+
+
+def _le(key: str) -> float:
+    return math.inf if key in ("+Inf", "Inf", "inf") else float(key)
+
+
+@dataclass
+class _LatencyTracker(_Counted):
+    """Requests above the SLO threshold's bucket bound (or, omnibus, above every bound)."""
+
+    omni: ShareTest | None = field(default=None, init=False)
+    bounds: list[float] = field(default_factory=list, init=False)
+    seen: dict[str, dict[float, float]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(float)), init=False
+    )
+
+    def selectors(self) -> list[SeriesRef]:
+        h = self.signal.histogram
+        return [h.model_copy(update={"metric": h.metric + "_bucket"})]
+
+    def _by_le(self, windows: list[Window], start: float, end: float) -> dict[str, dict[float, float]]:
+        raw = windows[0].counts_by(start, end)
+        return {c: {_le(k): v for k, v in per.items()} for c, per in raw.items()}
+
+    def _bound(self, per_le: dict[float, float]) -> float | None:
+        if self.signal.threshold_s is None or not per_le:
+            return None
+        try:
+            return pick_bound(list(per_le), self.signal.threshold_s)
+        except ValueError:
+            return None
+
+    def bad_total(self, windows: list[Window], start: float, end: float) -> dict[str, tuple[float, float]]:
+        out = {}
+        for cohort, per in self._by_le(windows, start, end).items():
+            total = per.get(math.inf, 0.0)
+            bound = self._bound(per)
+            fast = per.get(bound, total) if bound is not None else total
+            out[cohort] = (max(total - fast, 0.0), total)
+        return out
+
+    def update(self, windows: list[Window], start: float, end: float) -> None:
+        if end <= self.watch_start + self.policy.warmup_s:
+            return  # cold caches: the canary's first requests are slow for reasons that pass
+        per = self._by_le(windows, start, end)
+        for cohort, counts in per.items():
+            for le, v in counts.items():
+                self.seen[cohort][le] += v
+        if self.signal.omnibus:
+            self._update_omnibus(per)
+            return
+        super().update(windows, start, end)
+
+    def _update_omnibus(self, per: dict[str, dict[float, float]]) -> None:
+        if not self.bounds:
+            self.bounds = sorted(b for cohort in per.values() for b in cohort if math.isfinite(b))
+            self.bounds = sorted(set(self.bounds))
+            if not self.bounds:
+                return
+            self.omni = ShareTest(n=len(self.bounds), alpha=self.alpha, phi=self.phi)
+        assert self.omni is not None
+        if self.service.canary:
+            c, b = per.get(CANARY, {}), per.get(BASELINE, {})
+            ct, bt = c.get(math.inf, 0.0), b.get(math.inf, 0.0)
+            if ct + bt <= 0:
+                return
+            above_c = np.array([ct - c.get(x, ct) for x in self.bounds])
+            above_b = np.array([bt - b.get(x, bt) for x in self.bounds])
+            self.omni.update(
+                np.maximum(above_c, 0), np.maximum(above_b, 0), np.full(len(self.bounds), ct / (ct + bt))
+            )
+
+    def _slo(self) -> float | None:
+        return None if self.signal.quantile is None else 1.0 - float(self.signal.quantile)
+
+    def _shown(self) -> str:
+        mine = self.seen.get(CANARY if self.service.canary else ALL, {})
+        if math.inf not in mine or self.signal.quantile is None:
+            return ""
+        les = sorted(mine)
+        q = histogram_quantile(self.signal.quantile, les, [mine[x] for x in les])
+        return "" if math.isnan(q) else f"p{self.signal.quantile * 100:g} ≈ {q * 1000:.0f} ms; "
+
+    def verdict(self, windows: list[Window], now: float) -> tuple[Verdict, str | None]:
+        if now <= self.watch_start + self.policy.warmup_s:
+            return Verdict(
+                Outcome.NO_DATA,
+                "latency",
+                None,
+                None,
+                f"warming up (latency judged after {self.policy.warmup_s:.0f}s)",
+            ), None
+        if self.signal.omnibus:
+            return self._omnibus_verdict(), None
+        v, breach = super().verdict(windows, now)
+        shown = self._shown()
+        if breach is not None:
+            breach = f"{shown}{breach}"
+        return Verdict(
+            v.outcome,
+            v.detector,
+            v.statistic,
+            v.threshold,
+            shown + v.summary,
+            {**v.evidence, "threshold_s": self.signal.threshold_s, "quantile": self.signal.quantile},
+        ), breach
+
+    def _omnibus_verdict(self) -> Verdict:
+        if self.omni is None:
+            return Verdict(Outcome.NO_DATA, "latency_omnibus", None, None, "no histogram data yet")
+        parts = [self.omni.verdict(i) for i in range(len(self.bounds))]
+        v = combine_any(parts, "latency_omnibus")
+        worst = v.evidence.get("worst", {}) if v.evidence else {}
+        summary = v.summary
+        if isinstance(worst, dict) and "observed_over_expected" in worst:
+            i = int(np.argmax([float(p.evidence.get("log_e_fail", -math.inf)) for p in parts]))
+            summary = f"above {self.bounds[i] * 1000:g} ms: {parts[i].summary}"
+        return self._guard(Verdict(v.outcome, v.detector, v.statistic, v.threshold, summary, v.evidence))
+
+
+@dataclass
+class _ProbeTracker(_Tracker):
+    def selectors(self) -> list[SeriesRef]:
+        return [self.signal.probe]
+
+    def verdict(self, windows: list[Window], now: float) -> tuple[Verdict, str | None]:
+        w = windows[0]
+        groups = samples_by(w.series, w.by, self.watch_start, now)
+        mine = sorted(p for k, pts in groups.items() if w.cohort_of(k) in (CANARY, ALL) for p in pts)
+        v = probe_k_of_n([x for _, x in mine], self.signal.k, self.signal.n)
+        if self.service.canary and v.outcome is Outcome.FAIL:
+            theirs = sorted(p for k, pts in groups.items() if w.cohort_of(k) == BASELINE for p in pts)
+            b = probe_k_of_n([x for _, x in theirs], self.signal.k, self.signal.n)
+            if b.outcome is Outcome.FAIL:  # both cohorts down: an outage, not the release
+                return Verdict(
+                    Outcome.INCONCLUSIVE,
+                    v.detector,
+                    v.statistic,
+                    v.threshold,
+                    "canary and baseline probes both failing: not the release",
+                    v.evidence,
+                ), v.summary
+        return v, None
+
+
+@dataclass
+class _RateTracker(_Tracker):
+    events: float = field(default=0.0, init=False)
+
+    def selectors(self) -> list[SeriesRef]:
+        return [self.signal.events]
+
+    def update(self, windows: list[Window], start: float, end: float) -> None:
+        counts = windows[0].counts(start, end)
+        self.events += counts.get(CANARY if self.service.canary else ALL, 0.0)
+
+    def verdict(self, windows: list[Window], now: float) -> tuple[Verdict, str | None]:
+        return rate_bound(self.events, now - self.watch_start, self.signal.limit_per_s, self.alpha), None
+
+
+@dataclass
+class _GaugeTracker(_Tracker):
+    expr_series: list[Series] | None = None
+
+    def selectors(self) -> list[SeriesRef]:
+        return [] if self.signal.promql is not None else [self.signal.gauge]
+
+    def verdict(self, windows: list[Window], now: float) -> tuple[Verdict, str | None]:
+        series = self.expr_series if self.signal.promql is not None else windows[0].series
+        w = Window(series or [], self.service, self.signal.by)
+        groups = samples_by(w.series, w.by, self.watch_start, now)
+        per: dict[str, dict[str, list[float]]] = defaultdict(dict)
+        for key, pts in groups.items():
+            name = "/".join(key[1:] if self.service.canary else key) or "all"
+            per[w.cohort_of(key)][name] = [x for _, x in pts]
+        mine = per.get(CANARY if self.service.canary else ALL, {})
+        verdicts = []
+        if self.signal.limit is not None:
+            verdicts.append(gauge_limit(mine, self.signal.limit, self.signal.for_samples))
+        if self.signal.max_ratio is not None and self.service.canary:
+            verdicts.append(
+                gauge_ratio(mine, per.get(BASELINE, {}), self.signal.max_ratio, self.signal.for_samples)
+            )
+        if not verdicts:
+            return Verdict(Outcome.NO_DATA, "gauge", None, None, "max_ratio needs a canary"), None
+        failed = [v for v in verdicts if v.outcome is Outcome.FAIL]
+        return (failed[0] if failed else verdicts[0]), None
+
+
+_TRACKERS: dict[type, type[_Tracker]] = {
+    RatioSignal: _RatioTracker,
+    LatencySignal: _LatencyTracker,
+    ProbeSignal: _ProbeTracker,
+    RateSignal: _RateTracker,
+    GaugeSignal: _GaugeTracker,
+}
+
+
+# ----------------------------------------------------------------------------- the evaluator
+
+
+class WatchEvaluator:
+    """All signals of one watch, advanced interval by interval."""
 
     def __init__(
-        self, service: ServiceConfig, source: MetricSource, *, lookback_s: float, step_s: float = 15.0
-    ):
+        self,
+        service: ServiceConfig,
+        source: MetricSource,
+        policy: EnvironmentPolicy,
+        *,
+        watch_start: float,
+        alpha: float,
+        lookback_s: float,
+        step_s: float,
+    ) -> None:
         self.service = service
         self.source = source
+        self.policy = policy
         self.lookback_s = lookback_s
         self.step_s = step_s
-
-    @property
-    def cohort(self) -> str:
-        s = self.service
-        return s.canary_value if s.canary else s.all_value
-
-    def _fetch(self, ref: Any, start: float, end: float) -> list[Series]:
-        return self.source.fetch(ref.selector(self.service.match), start, end)
-
-    def _by(self, *extra: str) -> list[str]:
-        return [self.service.cohort_label, *extra] if self.service.canary else list(extra)
-
-    def _mine(self, key: tuple[str, ...]) -> bool:
-        return not self.service.canary or key[0] == self.service.canary_value
-
-    def evaluate(self, signal: AnySignal, start: float, end: float, alpha: float) -> SignalResult:
-        query = compile_promql(
-            signal, extra=self.service.match, by=(self.service.cohort_label,) if self.service.canary else ()
-        )
-        try:
-            verdict = self._verdict(signal, start, end, alpha)
-        except SourceUnavailable as exc:
-            return SignalResult(signal.name, signal.severity, SignalState.ERROR, None, query, str(exc))
-        return SignalResult(signal.name, signal.severity, SignalState(verdict.outcome.value), verdict, query)
-
-    def _verdict(self, signal: AnySignal, start: float, end: float, alpha: float) -> Verdict:
-        lo = start - self.lookback_s
-        if isinstance(signal, RatioSignal):
-            bad = self._counts(self._fetch(signal.bad, lo, end), start, end)
-            total = self._counts(self._fetch(signal.total, lo, end), start, end)
-            b, t = min(bad, total), total
-            return slo_bound(b, t, signal.slo, alpha)
-        if isinstance(signal, LatencySignal):
-            bucket = signal.histogram.model_copy(update={"metric": signal.histogram.metric + "_bucket"})
-            counts = sum_increase_by(self._fetch(bucket, lo, end), self._by("le"), start, end)
-            per_le: dict[float, float] = {}
-            for key, v in counts.items():
-                if self._mine(key):
-                    le = float(key[-1].replace("+Inf", "inf"))
-                    per_le[le] = per_le.get(le, 0.0) + v
-            if math.inf not in per_le:
-                return Verdict(Outcome.NO_DATA, "latency_exceedance", None, None, "no histogram data")
-            bounds = sorted(per_le)
-            return latency_exceedance(
-                bounds, [per_le[b] for b in bounds], signal.quantile, signal.threshold_s, alpha
+        self.watch_start = watch_start
+        a = signal_alpha(service, alpha)
+        self.trackers: list[_Tracker] = [
+            _TRACKERS[type(sig)](sig, service, a, policy, watch_start, step_s) for sig in service.signals
+        ]
+        self.queries = {
+            sig.name: compile_promql(
+                sig, extra=service.match, by=(service.cohort_label,) if service.canary else ()
             )
-        if isinstance(signal, ProbeSignal):
-            groups = samples_by(self._fetch(signal.probe, start, end), self._by(), start, end)
-            merged = sorted(p for key, pts in groups.items() if self._mine(key) for p in pts)
-            return probe_k_of_n([v for _, v in merged], signal.k, signal.n)
-        if isinstance(signal, RateSignal):
-            events = self._counts(self._fetch(signal.events, lo, end), start, end)
-            return rate_bound(events, end - start, signal.limit_per_s, alpha)
-        return self._gauge(signal, start, end)
-
-    def _gauge(self, signal: GaugeSignal, start: float, end: float) -> Verdict:
-        if signal.promql is not None:
-            fetch_expr = getattr(self.source, "fetch_expr", None)
-            if fetch_expr is None:
-                raise SourceUnavailable(f"signal {signal.name}: raw PromQL needs the Prometheus source")
-            series: list[Series] = fetch_expr(signal.promql, start, end, self.step_s)
-        else:
-            series = self._fetch(signal.gauge, start, end)
-        groups = samples_by(series, self._by(*signal.by), start, end)
-        mine = {
-            "/".join(k[1:] if self.service.canary else k) or "all": [v for _, v in pts]
-            for k, pts in groups.items()
-            if self._mine(k)
+            for sig in service.signals
         }
-        return gauge_limit(mine, signal.limit, signal.for_samples)
 
-    def _counts(self, series: Sequence[Series], start: float, end: float) -> float:
-        return sum(v for k, v in sum_increase_by(series, self._by(), start, end).items() if self._mine(k))
+    def _windows(self, tracker: _Tracker, start: float, end: float) -> list[Window]:
+        extra = ("le",) if isinstance(tracker, _LatencyTracker) else ()
+        return [
+            Window(
+                self.source.fetch(ref.selector(self.service.match), start - self.lookback_s, end),
+                self.service,
+                extra,
+            )
+            for ref in tracker.selectors()
+        ]
+
+    def advance(self, now: float) -> list[SignalResult]:
+        """Take in everything up to ``now`` and return each signal's state.
+
+        Each signal keeps its own position, so a source failing for one signal neither loses nor
+        double-counts the others' intervals.
+        """
+        return [self._advance(tracker, now) for tracker in self.trackers]
+
+    def _advance(self, tracker: _Tracker, now: float) -> SignalResult:
+        sig = tracker.signal
+        query = self.queries[sig.name]
+        calib = self.policy.calibration_s
+        try:
+            first = tracker.last if tracker.calibrated else self.watch_start - calib
+            windows = self._windows(tracker, first, now)
+            if isinstance(tracker, _GaugeTracker) and sig.promql is not None:
+                tracker.expr_series = self._expr(sig.promql, now)
+            if not tracker.calibrated:
+                tracker.calibrate(windows, _spans(self.watch_start - calib, self.watch_start, self.step_s))
+                tracker.calibrated, tracker.last = True, self.watch_start
+            for s, e in _spans(tracker.last, now, self.step_s):
+                tracker.update(windows, s, e)
+            tracker.last = max(tracker.last, now)
+            verdict, breach = tracker.verdict(windows, now)
+        except SourceUnavailable as exc:
+            return SignalResult(sig.name, sig.severity, SignalState.ERROR, None, query, str(exc))
+        return SignalResult(
+            sig.name, sig.severity, SignalState(verdict.outcome.value), verdict, query, slo_breach=breach
+        )
+
+    def _expr(self, expr: str, now: float) -> list[Series]:
+        fetch_expr = getattr(self.source, "fetch_expr", None)
+        if fetch_expr is None:
+            raise SourceUnavailable("raw PromQL needs the Prometheus source")
+        series: list[Series] = fetch_expr(expr, self.watch_start, now, self.step_s)
+        return series

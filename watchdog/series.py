@@ -74,11 +74,22 @@ class Selector:
 
 @dataclass(frozen=True)
 class Series:
-    """One time series: its labels (``__name__`` included) and samples in time order."""
+    """One time series: its labels (``__name__`` included) and samples in time order.
+
+    ``total`` is the counter read as Prometheus's ``increase()`` reads it: a running sum of its
+    increases with resets undone (a drop means the counter restarted from zero), starting at the
+    first sample's value. Differences of ``total`` are exact event counts between two samples, so
+    any window costs two lookups. For gauges it is meaningless and unused.
+    """
 
     labels: Mapping[str, str]
     t: np.ndarray
     v: np.ndarray = field(repr=False)
+    total: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+
+    def __post_init__(self) -> None:
+        if self.total.size != self.v.size:
+            object.__setattr__(self, "total", _reset_corrected(self.v))
 
     @classmethod
     def from_pairs(cls, labels: Mapping[str, str], values: Iterable[Sequence[object]]) -> Series:
@@ -89,9 +100,28 @@ class Series:
         v = np.fromiter((p[1] for p in pairs), dtype=float, count=len(pairs))
         return cls(dict(labels), t, v)
 
+    def between(self, start: float, end: float) -> Series:
+        """The samples with ``start <= t <= end`` (views, no copies; ``total`` stays consistent)."""
+        i, j = np.searchsorted(self.t, start, "left"), np.searchsorted(self.t, end, "right")
+        return Series(self.labels, self.t[i:j], self.v[i:j], self.total[i:j])
+
     def until(self, end: float) -> Series:
-        keep = self.t <= end
-        return Series(self.labels, self.t[keep], self.v[keep])
+        return self.between(-math.inf, end)
+
+
+def _reset_corrected(v: np.ndarray) -> np.ndarray:
+    if v.size == 0:
+        return np.empty(0)
+    x = np.where(np.isfinite(v), v, np.nan)
+    # carry the last finite value over NaN samples so they neither create nor hide events
+    idx = np.where(np.isfinite(x), np.arange(x.size), 0)
+    np.maximum.accumulate(idx, out=idx)
+    x = x[idx]
+    x = np.where(np.isfinite(x), x, 0.0)
+    d = np.diff(x)
+    steps = np.where(d >= 0, d, x[1:])
+    out: np.ndarray = np.concatenate([[x[0]], x[0] + np.cumsum(steps)])
+    return out
 
 
 def _parse_value(v: object) -> float:
@@ -111,23 +141,13 @@ def counter_increase(series: Series, start: float, end: float) -> float:
     lose their first events). A drop is a reset: the counter restarted from zero. Missed scrapes
     neither create nor hide events: the next sample carries them.
     """
-    t, v = series.t, series.v
-    ok = np.isfinite(v)
-    t, v = t[ok], v[ok]
-    upto = t <= end
-    t, v = t[upto], v[upto]
-    if t.size == 0:
+    t = series.t
+    j = int(np.searchsorted(t, end, "right")) - 1
+    if j < 0:
         return 0.0
-    before = np.nonzero(t <= start)[0]
-    if before.size:
-        i0 = int(before[-1])
-        vals = v[i0:]
-    else:
-        vals = np.concatenate([[0.0], v])
-    if vals.size < 2:
-        return 0.0
-    d = np.diff(vals)
-    return float(np.sum(np.where(d >= 0, d, vals[1:])))
+    i = int(np.searchsorted(t, start, "right")) - 1
+    total = series.total
+    return float(total[j] - total[i]) if i >= 0 else float(total[j])
 
 
 def group_key(labels: Mapping[str, str], by: Sequence[str]) -> tuple[str, ...]:

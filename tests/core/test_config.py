@@ -52,7 +52,7 @@ def test_every_problem_is_reported_with_file_line_and_path() -> None:
     lines = DEMO.splitlines()
     slo_line = next(i for i, line in enumerate(lines, 1) if "slo: 0.01" in line)
     assert f"demo.yaml:{slo_line}: services[0].signals[0].slo: Input should be less than 1" in problems
-    assert any("services[0].signals[3]" in p and "k (9) must not exceed n (5)" in p for p in problems)
+    assert any("services[0].signals[4]" in p and "k (9) must not exceed n (5)" in p for p in problems)
     tick_line = next(i for i, line in enumerate(lines, 1) if line.startswith("tick_s:"))
     assert any(p.startswith(f"demo.yaml:{tick_line}: tick_s:") for p in problems)
     assert len(problems) == 3

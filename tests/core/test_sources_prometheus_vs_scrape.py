@@ -14,10 +14,10 @@ import pytest
 
 from tests.fixtures.prometheus import PromTarget, run_prometheus
 from watchdog.clock import RealClock
-from watchdog.config import GaugeSignal, parse_config
+from watchdog.config import EnvironmentPolicy, GaugeSignal, parse_config
 from watchdog.demo.service import ServiceProcess
 from watchdog.errors import SourceUnavailable
-from watchdog.evaluate import Evaluator
+from watchdog.evaluate import WatchEvaluator
 from watchdog.phases import SignalState
 from watchdog.series import Selector, sum_increase_by
 from watchdog.sources import PrometheusSource, ScrapeSource, ScrapeTarget
@@ -92,7 +92,11 @@ def test_prometheus_and_direct_scraping_count_the_same() -> None:
 def test_signals_judge_the_same_over_prometheus_and_scraping() -> None:
     """The whole evaluation path (selectors with the service's matchers, counts, detectors)."""
     cfg = parse_config((ROOT / "config" / "demo.yaml").read_text(), "demo.yaml")
+    # only a canary runs here (no baseline to compare with), so the signals with an SLO decide
     service = cfg.services[0]
+    counted = {
+        s.name for s in service.signals if s.kind in ("ratio", "latency") and not getattr(s, "omnibus", 0)
+    }
     gauge = GaugeSignal(
         name="cost_promql",
         kind="gauge",
@@ -120,14 +124,13 @@ def test_signals_judge_the_same_over_prometheus_and_scraping() -> None:
                     list(pool.map(claim, range(400)))
                 time.sleep(3.0)
                 t_b = time.time()
+                policy = EnvironmentPolicy(warmup_s=0, calibration_s=0)
                 verdicts = {}
                 for name, source in (("prometheus", PrometheusSource(prom.url)), ("scrape", scrape)):
-                    ev = Evaluator(service, source, lookback_s=60, step_s=1.0)
-                    verdicts[name] = {
-                        sig.name: ev.evaluate(sig, t_a, t_b, 0.01 / 6)
-                        for sig in service.signals
-                        if sig.kind in ("ratio", "latency")
-                    }
+                    ev = WatchEvaluator(
+                        service, source, policy, watch_start=t_a, alpha=0.01, lookback_s=60, step_s=1.0
+                    )
+                    verdicts[name] = {r.signal: r for r in ev.advance(t_b) if r.signal in counted}
                 for signal, res in verdicts["scrape"].items():
                     other = verdicts["prometheus"][signal]
                     assert res.state == other.state, signal
@@ -135,8 +138,17 @@ def test_signals_judge_the_same_over_prometheus_and_scraping() -> None:
                     assert res.verdict.evidence["bad"] == other.verdict.evidence["bad"], signal
                     assert res.verdict.evidence["total"] == other.verdict.evidence["total"], signal
                 assert verdicts["scrape"]["http_5xx"].state is SignalState.FAIL  # the bad release fails
-                raw = Evaluator(service, PrometheusSource(prom.url), lookback_s=60, step_s=1.0)
-                cost = raw.evaluate(gauge, t_a, t_b, 0.01)
+                with_raw = service.model_copy(update={"signals": [gauge]})
+                raw = WatchEvaluator(
+                    with_raw,
+                    PrometheusSource(prom.url),
+                    policy,
+                    watch_start=t_a,
+                    alpha=0.01,
+                    lookback_s=60,
+                    step_s=1.0,
+                )
+                cost = raw.advance(t_b)[0]
                 assert cost.state is SignalState.FAIL, cost.summary  # v1.1.0 costs 1.8 per request
                 assert cost.query == gauge.promql
             finally:

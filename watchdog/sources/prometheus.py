@@ -52,9 +52,7 @@ class PrometheusSource:
             raise SourceUnavailable(f"prometheus at {self.url} did not answer {query!r}: {exc}") from exc
         out = []
         for item in result:
-            s = Series.from_pairs(item["metric"], item.get("values", []))
-            keep = s.t >= start
-            out.append(Series(s.labels, s.t[keep], s.v[keep]))
+            out.append(Series.from_pairs(item["metric"], item.get("values", [])).between(start, end))
         return out
 
     def fetch_expr(self, expr: str, start: float, end: float, step_s: float) -> list[Series]:

@@ -120,6 +120,7 @@ class ReplaySource:
         if not isinstance(data, dict) or data.get("resultType") != "matrix":
             raise ConfigError([f'{path}: resultType: expected "matrix"'])
         self._series: list[Series] = []
+        self._matches: dict[Selector, list[Series]] = {}
         for i, item in enumerate(data.get("result", [])):
             try:
                 self._series.append(Series.from_pairs(item["metric"], item["values"]))
@@ -127,9 +128,7 @@ class ReplaySource:
                 raise ConfigError([f"{path}: result[{i}]: {exc}"]) from exc
 
     def fetch(self, selector: Selector, start: float, end: float) -> list[Series]:
-        out = []
-        for s in self._series:
-            if selector.matches(s.labels):
-                keep = (s.t >= start) & (s.t <= end)
-                out.append(Series(s.labels, s.t[keep], s.v[keep]))
-        return out
+        matched = self._matches.get(selector)
+        if matched is None:
+            matched = self._matches[selector] = [s for s in self._series if selector.matches(s.labels)]
+        return [s.between(start, end) for s in matched]

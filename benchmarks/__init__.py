@@ -1,0 +1,1 @@
+"""Benchmark tooling: the scenario corpus generator and what replays it."""
