@@ -15,6 +15,7 @@ import math
 import numpy as np
 from scipy import stats
 
+from detectors.compare import significant_dispersion
 from detectors.slo import slo_bound
 from detectors.verdict import Outcome, Verdict
 
@@ -29,7 +30,7 @@ def upper_bound(bad: float, total: float, alpha: float) -> float:
 
 
 def binomial_dispersion(bad: np.ndarray, total: np.ndarray, min_events: int = 30) -> float:
-    """Pearson χ²/df of per-interval bad counts around one common rate (1 = binomial), in [1, 10]."""
+    """Pearson dispersion of per-interval bad counts around one common rate (1 = binomial)."""
     b = np.asarray(bad, dtype=float)
     n = np.asarray(total, dtype=float)
     ok = n > 0
@@ -39,7 +40,7 @@ def binomial_dispersion(bad: np.ndarray, total: np.ndarray, min_events: int = 30
     if p <= 0 or p >= 1:
         return 1.0
     chi2 = float(np.sum((b[ok] - n[ok] * p) ** 2 / (n[ok] * p * (1 - p))))
-    return float(np.clip(chi2 / (ok.sum() - 1), 1.0, 10.0))
+    return significant_dispersion(chi2, int(ok.sum()) - 1)
 
 
 def before_after(

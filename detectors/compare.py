@@ -32,8 +32,9 @@ import numpy as np
 
 from detectors.verdict import Outcome, Verdict
 
-#: Rate ratios the fail-direction mixture spreads over (log-uniform weights), 1.1× to 100×.
-RATIO_GRID = np.geomspace(1.1, 100.0, 40)
+#: Rate ratios the fail-direction mixture spreads over (log-uniform weights), 1.2× to 50×: the
+#: regressions worth a rollback; smaller shifts are found too, only later.
+RATIO_GRID = np.geomspace(1.2, 50.0, 24)
 #: Rate ratios of the pass direction ("the canary is not worse than ``pass_ratio``×").
 PASS_GRID = np.geomspace(0.1, 1.0, 20)
 
@@ -56,7 +57,7 @@ def dispersion(
     """Pearson dispersion of the canary's share of bad events over A/A intervals (1 = binomial).
 
     Intervals without bad events carry no information. With fewer than ``min_events`` bad events
-    the estimate is not trusted and 1.0 is returned; otherwise χ²/df, clipped to [1, 10].
+    the estimate is not trusted and 1.0 is returned; otherwise see ``significant_dispersion``.
     """
     c = np.asarray(canary_bad, dtype=float)
     b = np.asarray(baseline_bad, dtype=float)
@@ -67,7 +68,15 @@ def dispersion(
         return 1.0
     expected = k[ok] * p[ok]
     chi2 = float(np.sum((c[ok] - expected) ** 2 / (expected * (1.0 - p[ok]))))
-    return float(np.clip(chi2 / (ok.sum() - 1), 1.0, 10.0))
+    return significant_dispersion(chi2, int(ok.sum()) - 1)
+
+
+def significant_dispersion(chi2: float, df: int) -> float:
+    """χ²/df less two of its standard errors (√(2/df)), in [1, 10]: binomial noise alone rarely
+    raises it above 1, so an honest binomial signal is not tempered, a bursty one is."""
+    if df < 1:
+        return 1.0
+    return float(np.clip(chi2 / df - 2.0 * math.sqrt(2.0 / df), 1.0, 10.0))
 
 
 @dataclass

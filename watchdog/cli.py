@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from watchdog import __version__
@@ -179,6 +180,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from watchdog.bench import run_bench
+
+    configure_logging("console", "warning", stream=sys.stderr)  # thousands of decisions: only problems
+    options: dict[str, Any] = {}
+    if args.detector == "argo":
+        options["failure_limit"] = args.failure_limit
+    doc = run_bench(args.scenarios, args.detector, jobs=args.jobs, options=options)
+    Path(args.output).write_text(json.dumps(doc, indent=1))
+    decisions: dict[str, int] = {}
+    for r in doc["results"]:
+        decisions[r["decision"]] = decisions.get(r["decision"], 0) + 1
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(decisions.items()))
+    print(f"{doc['detector']}: {len(doc['results'])} scenarios ({summary}); cpu {doc['cpu_s']:.1f}s")
+    print(f"results: {args.output}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from watchdog.demo.runner import run_demo
 
@@ -232,6 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
     s.add_argument("--log-level", default="info")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("bench", help="replay scenario directories in simulated time; write results JSON")
+    s.add_argument("--scenarios", required=True, help="a directory of scenario directories")
+    s.add_argument("--output", required=True)
+    s.add_argument(
+        "--detector",
+        default="watchdog",
+        choices=["watchdog", "argo", "kayenta", "burnrate", "naive", "oracle"],
+    )
+    s.add_argument("--failure-limit", type=int, default=3, help="argo only: failureLimit (0 or 3)")
+    s.add_argument("--jobs", type=int, help="worker processes (default: one per core)")
+    s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("demo", help="the whole loop on loopback: a bad deploy, detected and rolled back")
     s.add_argument("--healthy", action="store_true", help="deploy a good release and see it promoted")

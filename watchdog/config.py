@@ -79,6 +79,11 @@ class _SignalBase(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Unique name, used in logs and the API.")
     severity: Severity = Severity.ROLLBACK
     description: str = ""
+    alpha_weight: float = Field(
+        default=1.0,
+        gt=0,
+        description="This signal's share of the deploy's false-alarm budget, relative to the others.",
+    )
 
 
 class RatioSignal(_SignalBase):

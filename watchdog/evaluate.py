@@ -42,7 +42,7 @@ from watchdog.config import (
 )
 from watchdog.errors import SourceUnavailable
 from watchdog.phases import SignalState
-from watchdog.series import Series, samples_by, sum_increase_by
+from watchdog.series import Series, counter_increase, group_key, samples_by
 from watchdog.sources.base import MetricSource
 
 AnySignal = RatioSignal | LatencySignal | ProbeSignal | RateSignal | GaugeSignal
@@ -79,10 +79,18 @@ class SignalResult:
         return out
 
 
-def signal_alpha(service: ServiceConfig, alpha: float) -> float:
-    """The deploy's false-alarm budget split evenly (Bonferroni) over its statistical signals."""
-    n = sum(1 for s in service.signals if isinstance(s, STATISTICAL) and s.severity is not Severity.OBSERVE)
-    return alpha / max(n, 1)
+def signal_alpha(service: ServiceConfig, alpha: float, signal: AnySignal) -> float:
+    """The signal's share of the deploy's false-alarm budget (Bonferroni, by ``alpha_weight``).
+
+    The shares add up to α, so the chance that *any* statistical signal fails a release that is
+    no worse than its reference is at most α.
+    """
+    weights = [
+        s.alpha_weight
+        for s in service.signals
+        if isinstance(s, STATISTICAL) and s.severity is not Severity.OBSERVE
+    ]
+    return alpha * signal.alpha_weight / max(sum(weights), signal.alpha_weight)
 
 
 # ----------------------------------------------------------------------------- counting
@@ -95,6 +103,13 @@ class Window:
         self.series = series
         self.service = service
         self.by = [service.cohort_label, *extra_by] if service.canary else list(extra_by)
+        self._keyed = [(group_key(s.labels, self.by), s) for s in series]
+
+    def _sums(self, start: float, end: float) -> dict[tuple[str, ...], float]:
+        out: dict[tuple[str, ...], float] = defaultdict(float)
+        for key, s in self._keyed:
+            out[key] += counter_increase(s, start, end)
+        return out
 
     def cohort_of(self, key: tuple[str, ...]) -> str:
         if not self.service.canary:
@@ -105,14 +120,14 @@ class Window:
 
     def counts(self, start: float, end: float) -> dict[str, float]:
         out: dict[str, float] = defaultdict(float)
-        for key, v in sum_increase_by(self.series, self.by, start, end).items():
+        for key, v in self._sums(start, end).items():
             out[self.cohort_of(key)] += v
         return out
 
     def counts_by(self, start: float, end: float) -> dict[str, dict[str, float]]:
         """Counts per cohort and per the extra label (e.g. ``le``)."""
         out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for key, v in sum_increase_by(self.series, self.by, start, end).items():
+        for key, v in self._sums(start, end).items():
             out[self.cohort_of(key)][key[-1]] += v
         return out
 
@@ -512,9 +527,9 @@ class WatchEvaluator:
         self.lookback_s = lookback_s
         self.step_s = step_s
         self.watch_start = watch_start
-        a = signal_alpha(service, alpha)
         self.trackers: list[_Tracker] = [
-            _TRACKERS[type(sig)](sig, service, a, policy, watch_start, step_s) for sig in service.signals
+            _TRACKERS[type(sig)](sig, service, signal_alpha(service, alpha, sig), policy, watch_start, step_s)
+            for sig in service.signals
         ]
         self.queries = {
             sig.name: compile_promql(

@@ -102,7 +102,7 @@ class Series:
 
     def between(self, start: float, end: float) -> Series:
         """The samples with ``start <= t <= end`` (views, no copies; ``total`` stays consistent)."""
-        i, j = np.searchsorted(self.t, start, "left"), np.searchsorted(self.t, end, "right")
+        i, j = self.t.searchsorted(start, "left"), self.t.searchsorted(end, "right")
         return Series(self.labels, self.t[i:j], self.v[i:j], self.total[i:j])
 
     def until(self, end: float) -> Series:
@@ -142,10 +142,10 @@ def counter_increase(series: Series, start: float, end: float) -> float:
     neither create nor hide events: the next sample carries them.
     """
     t = series.t
-    j = int(np.searchsorted(t, end, "right")) - 1
+    j = int(t.searchsorted(end, "right")) - 1
     if j < 0:
         return 0.0
-    i = int(np.searchsorted(t, start, "right")) - 1
+    i = int(t.searchsorted(start, "right")) - 1
     total = series.total
     return float(total[j] - total[i]) if i >= 0 else float(total[j])
 
