@@ -187,6 +187,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.detector == "argo":
         options["failure_limit"] = args.failure_limit
+    if args.detector == "naive" and args.alpha is not None:
+        options["alpha"] = args.alpha
     doc = run_bench(args.scenarios, args.detector, jobs=args.jobs, options=options)
     Path(args.output).write_text(json.dumps(doc, indent=1))
     decisions: dict[str, int] = {}
@@ -261,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["watchdog", "argo", "kayenta", "burnrate", "naive", "oracle"],
     )
     s.add_argument("--failure-limit", type=int, default=3, help="argo only: failureLimit (0 or 3)")
+    s.add_argument("--alpha", type=float, help="naive only: the z-test's level (default 0.01)")
     s.add_argument("--jobs", type=int, help="worker processes (default: one per core)")
     s.set_defaults(func=cmd_bench)
 

@@ -280,7 +280,7 @@ class EnvironmentPolicy(Strict):
     alpha: float = Field(default=0.01, gt=0, lt=0.5, description="False-alarm budget per deploy.")
     on_inconclusive: Literal["promote", "hold"] = "promote"
     warmup_s: float = Field(
-        default=30.0, ge=0, description="Latency is judged only after the canary warmed up."
+        default=60.0, ge=0, description="Latency is judged only after the canary warmed up."
     )
     calibration_s: float = Field(
         default=1200.0,

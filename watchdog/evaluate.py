@@ -104,11 +104,16 @@ class Window:
         self.service = service
         self.by = [service.cohort_label, *extra_by] if service.canary else list(extra_by)
         self._keyed = [(group_key(s.labels, self.by), s) for s in series]
+        self._cache: dict[tuple[float, float], dict[tuple[str, ...], float]] = {}
 
     def _sums(self, start: float, end: float) -> dict[tuple[str, ...], float]:
+        cached = self._cache.get((start, end))
+        if cached is not None:
+            return cached
         out: dict[tuple[str, ...], float] = defaultdict(float)
         for key, s in self._keyed:
             out[key] += counter_increase(s, start, end)
+        self._cache[(start, end)] = out
         return out
 
     def cohort_of(self, key: tuple[str, ...]) -> str:
@@ -193,6 +198,8 @@ class _Counted(_Tracker):
     post: dict[str, float] = field(default_factory=lambda: defaultdict(float), init=False)
     phi: float = field(default=1.0, init=False)
     pre_share: float = field(default=math.nan, init=False)
+    pre_steps: list[tuple[float, float]] = field(default_factory=list, init=False)  # before/after pairing
+    post_steps: int = field(default=0, init=False)
 
     def bad_total(self, windows: list[Window], start: float, end: float) -> dict[str, tuple[float, float]]:
         raise NotImplementedError
@@ -213,23 +220,35 @@ class _Counted(_Tracker):
                 b, t = bt.get(ALL, (0, 0))
                 allb.append(b)
                 allt.append(t)
+                self.pre_steps.append((b, t))
         if self.service.canary:
             self.phi = dispersion(np.array(cb), np.array(bb), np.array(rho))
             ct, bt_ = self.pre[CANARY + "_total"], self.pre[BASELINE + "_total"]
             self.pre_share = ct / (ct + bt_) if ct + bt_ > 0 else math.nan
+            self.share = ShareTest(n=1, alpha=self.alpha, phi=self.phi)
         else:
             self.phi = binomial_dispersion(np.array(allb), np.array(allt))
-        self.share = ShareTest(n=1, alpha=self.alpha, phi=self.phi)
+            # half the budget for the paired test, half for the test against the reference rate
+            self.share = ShareTest(n=1, alpha=self.alpha / 2, phi=self.phi, detector="before_after_paired")
 
     def update(self, windows: list[Window], start: float, end: float) -> None:
         bt = self.bad_total(windows, start, end)
         for cohort, (b, t) in bt.items():
             self.post[cohort + "_bad"] += b
             self.post[cohort + "_total"] += t
-        if self.service.canary and self.share is not None:
+        if self.share is None:
+            return
+        if self.service.canary:
             (c_b, c_t), (b_b, b_t) = bt.get(CANARY, (0, 0)), bt.get(BASELINE, (0, 0))
-            if c_t + b_t > 0:
-                self.share.update(np.array([c_b]), np.array([b_b]), np.array([c_t / (c_t + b_t)]))
+        elif self.post_steps < len(self.pre_steps):
+            # Before/after, paired: the i-th interval after the deploy against the i-th before it.
+            # Each pair is used once, so the pairs are independent and the same share test applies.
+            (c_b, c_t), (b_b, b_t) = bt.get(ALL, (0, 0)), self.pre_steps[self.post_steps]
+            self.post_steps += 1
+        else:
+            return
+        if c_t + b_t > 0:
+            self.share.update(np.array([c_b]), np.array([b_b]), np.array([c_t / (c_t + b_t)]))
 
     def _mine(self) -> tuple[float, float]:
         cohort = CANARY if self.service.canary else ALL
@@ -287,10 +306,14 @@ class _Counted(_Tracker):
             )
             return self._guard(v), breach
         v = before_after(
-            self.pre[ALL + "_bad"], self.pre[ALL + "_total"], bad, total, self.alpha, phi=self.phi
+            self.pre[ALL + "_bad"], self.pre[ALL + "_total"], bad, total, self.alpha / 2, phi=self.phi
         )
         if v.outcome is Outcome.NO_DATA and slo_v is not None and total > 0:
             return slo_v, breach
+        if self.share is not None and v.outcome is not Outcome.FAIL:
+            paired = self.share.verdict(0)
+            if paired.outcome is Outcome.FAIL:
+                return paired, breach
         return v, breach
 
 
@@ -527,6 +550,7 @@ class WatchEvaluator:
         self.lookback_s = lookback_s
         self.step_s = step_s
         self.watch_start = watch_start
+        self._shared: dict[tuple[object, ...], Window] = {}
         self.trackers: list[_Tracker] = [
             _TRACKERS[type(sig)](sig, service, signal_alpha(service, alpha, sig), policy, watch_start, step_s)
             for sig in service.signals
@@ -539,15 +563,19 @@ class WatchEvaluator:
         }
 
     def _windows(self, tracker: _Tracker, start: float, end: float) -> list[Window]:
+        """The tracker's windows; signals reading the same series in the same span share one
+        (p95, p99 and the omnibus all read the histogram), counted once per interval."""
         extra = ("le",) if isinstance(tracker, _LatencyTracker) else ()
-        return [
-            Window(
-                self.source.fetch(ref.selector(self.service.match), start - self.lookback_s, end),
-                self.service,
-                extra,
-            )
-            for ref in tracker.selectors()
-        ]
+        out = []
+        for ref in tracker.selectors():
+            selector = ref.selector(self.service.match)
+            key = (selector, extra, start, end)
+            window = self._shared.get(key)
+            if window is None:
+                series = self.source.fetch(selector, start - self.lookback_s, end)
+                window = self._shared[key] = Window(series, self.service, extra)
+            out.append(window)
+        return out
 
     def advance(self, now: float) -> list[SignalResult]:
         """Take in everything up to ``now`` and return each signal's state.
@@ -555,7 +583,11 @@ class WatchEvaluator:
         Each signal keeps its own position, so a source failing for one signal neither loses nor
         double-counts the others' intervals.
         """
-        return [self._advance(tracker, now) for tracker in self.trackers]
+        self._shared = {}
+        try:
+            return [self._advance(tracker, now) for tracker in self.trackers]
+        finally:
+            self._shared = {}
 
     def _advance(self, tracker: _Tracker, now: float) -> SignalResult:
         sig = tracker.signal
