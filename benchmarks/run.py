@@ -114,7 +114,7 @@ def plots(
     plt.close(fig)
 
     families = sorted({f for s in scores for f, row in s["families"].items() if row["healthy"]})
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, ax = plt.subplots(figsize=(12, 5))
     width = 0.8 / max(len(scores), 1)
     for i, s in enumerate(scores):
         vals = [100 * (s["families"][f]["false_rollback_rate"] or 0.0) for f in families]
@@ -123,7 +123,7 @@ def plots(
     ax.set_xticklabels(families, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("false rollbacks (% of healthy deploys)")
     ax.set_title("False rollbacks per healthy family")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(out / "false-rollbacks-by-family.png", dpi=110)
     plt.close(fig)

@@ -221,14 +221,11 @@ class Engine:
                     else f"{r.signal} is outside its SLO ({r.slo_breach}), but the release is not "
                     "worse than its reference: paging, not rolling back"
                 )
-                self.record(
-                    env=watch.env,
-                    service=watch.service,
-                    kind=DecisionKind.STEP.value,
-                    reason=why,
-                    actor=Actor.AUTOMATIC.value,
-                    result="paged",
-                    watch_id=watch.id,
+                self._record(
+                    watch,
+                    DecisionKind.STEP.value,
+                    why,
+                    "paged",
                     evidence=r.evidence(),
                 )
         if now >= watch.ends_at:
@@ -268,18 +265,15 @@ class Engine:
         blind = bool(results) and all(r.state is SignalState.ERROR for r in results)
         if blind != mem.blind:
             mem.blind = blind
-            self.record(
-                env=watch.env,
-                service=watch.service,
-                kind=DecisionKind.BLIND.value,
-                reason=(
+            self._record(
+                watch,
+                DecisionKind.BLIND.value,
+                (
                     "the metric source is unavailable: nothing can be decided until it answers"
                     if blind
                     else "the metric source answers again"
                 ),
-                actor=Actor.AUTOMATIC.value,
-                result="blind" if blind else "seeing",
-                watch_id=watch.id,
+                "blind" if blind else "seeing",
                 evidence={"errors": [r.error for r in results if r.error]},
             )
 
@@ -311,14 +305,11 @@ class Engine:
                 if not policy.auto_rollback
                 else "a rollback is already in progress for this service"
             )
-            self.record(
-                env=watch.env,
-                service=watch.service,
-                kind=DecisionKind.ROLLBACK_DECIDED.value,
-                reason=f"{release.tag} failed its watch ({reason}); no automatic rollback: {why}",
-                actor=Actor.AUTOMATIC.value,
-                result="not_started",
-                watch_id=watch.id,
+            self._record(
+                watch,
+                DecisionKind.ROLLBACK_DECIDED.value,
+                f"{release.tag} failed its watch ({reason}); no automatic rollback: {why}",
+                "not_started",
                 from_release=release,
                 to_release=stable,
                 evidence=evidence,
@@ -335,14 +326,11 @@ class Engine:
             now=now,
             evidence=evidence,
         )
-        self.record(
-            env=watch.env,
-            service=watch.service,
-            kind=DecisionKind.ROLLBACK_DECIDED.value,
-            reason=f"{release.tag} failed its watch: {reason}",
-            actor=Actor.AUTOMATIC.value,
-            result="rollback_started",
-            watch_id=watch.id,
+        self._record(
+            watch,
+            DecisionKind.ROLLBACK_DECIDED.value,
+            f"{release.tag} failed its watch: {reason}",
+            "rollback_started",
             incident_id=incident.id,
             from_release=release,
             to_release=stable,
@@ -370,14 +358,11 @@ class Engine:
             then = "promoted (on_inconclusive=promote)" if promote else "held for a human"
             why = "no rollback signal had any data" if blind else f"no data for {', '.join(unseen)}"
             self.store.end_watch(watch.id, WatchPhase.INCONCLUSIVE, now, why)
-            self.record(
-                env=watch.env,
-                service=watch.service,
-                kind=DecisionKind.INCONCLUSIVE.value,
-                reason=f"watch of {release.tag} ended inconclusive: {why}; the release is {then}",
-                actor=Actor.AUTOMATIC.value,
-                result=WatchPhase.INCONCLUSIVE.value,
-                watch_id=watch.id,
+            self._record(
+                watch,
+                DecisionKind.INCONCLUSIVE.value,
+                f"watch of {release.tag} ended inconclusive: {why}; the release is {then}",
+                WatchPhase.INCONCLUSIVE.value,
                 to_release=release,
                 evidence=evidence,
             )
@@ -391,17 +376,27 @@ class Engine:
         previous = self.store.current_pin(watch.env, watch.service)
         how = "passed its" if not unseen else "ended inconclusive but is promoted by policy after its"
         self.store.pin(watch.env, watch.service, release.id, now, Actor.AUTOMATIC.value, f"{how} watch")
-        self.record(
-            env=watch.env,
-            service=watch.service,
-            kind=DecisionKind.PROMOTED.value,
-            reason=f"{release.tag} {how} {policy.watch_s:.0f}s watch and is pinned as stable",
-            actor=Actor.AUTOMATIC.value,
-            result=WatchPhase.SUCCESSFUL.value,
-            watch_id=watch.id,
+        self._record(
+            watch,
+            DecisionKind.PROMOTED.value,
+            f"{release.tag} {how} {policy.watch_s:.0f}s watch and is pinned as stable",
+            WatchPhase.SUCCESSFUL.value,
             from_release=previous,
             to_release=release,
             evidence=evidence,
+        )
+
+    def _record(self, watch: Watch, kind: str, reason: str, result: str, **kw: Any) -> DecisionEntry:
+        """A decision of the engine's own about one watch."""
+        return self.record(
+            env=watch.env,
+            service=watch.service,
+            kind=kind,
+            reason=reason,
+            actor=Actor.AUTOMATIC.value,
+            result=result,
+            watch_id=watch.id,
+            **kw,
         )
 
     def _notify_end(self, watch: Watch, phase: WatchPhase) -> None:
