@@ -168,6 +168,27 @@ def cmd_pin(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if args.service is None:
+        if len(cfg.services) != 1:
+            print("error: --service is required when the configuration has several services", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        args.service = cfg.services[0].name
+    engine, store = _engine_for_cli(cfg)
+    try:
+        incident_id = engine.request_rollback(
+            args.env, args.service, reason=args.reason, actor=args.actor, to_tag=args.to
+        )
+    except (KeyError, ValueError) as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    finally:
+        store.close()
+    print(f"rollback requested (incident {incident_id}); the daemon runs the pipeline at its next tick")
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from watchdog.app import run_daemon
 
@@ -247,6 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
     release_args(s)
     s.add_argument("--reason", required=True)
     s.set_defaults(func=cmd_pin)
+
+    s = sub.add_parser(
+        "rollback", help="roll back by hand (P1/P2 incident, security finding); logged with the actor"
+    )
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("--env", required=True, choices=["dev", "stage", "prod"])
+    s.add_argument("--service", help="default: the configuration's only service")
+    s.add_argument("--to", help="target release tag (default: the pinned stable release)")
+    s.add_argument("--reason", required=True)
+    s.add_argument("--actor", default=getpass.getuser(), help="who does this (default: the current user)")
+    s.set_defaults(func=cmd_rollback)
 
     s = sub.add_parser("run", help="run the daemon")
     s.add_argument("-c", "--config", required=True)

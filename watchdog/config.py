@@ -287,6 +287,12 @@ class EnvironmentPolicy(Strict):
         ge=0,
         description="Pre-deploy window: the A/A calibration and the before/after reference.",
     )
+    rollback_cooldown_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="At most one automatic rollback per environment within this period (loop guard); "
+        "a second bad release in it is escalated to a human instead.",
+    )
     split_tolerance: float = Field(
         default=2.0,
         gt=1,

@@ -294,17 +294,9 @@ class Engine:
         if watch.kind == WatchKind.POST_ROLLBACK.value:
             return  # the pipeline's post-rollback step sees the failed watch and escalates
         self.store.set_release_status(release.id, ReleaseStatus.FAILED)
-        policy = self.cfg.env(watch.env)
         stable = self.store.current_pin(watch.env, watch.service)
-        open_incident = any(
-            i.env == watch.env and i.service == watch.service for i in self.store.open_incidents()
-        )
-        if not policy.auto_rollback or open_incident:
-            why = (
-                "automatic rollback is off in this environment"
-                if not policy.auto_rollback
-                else "a rollback is already in progress for this service"
-            )
+        why = self._guard(watch.env, watch.service, now)
+        if why is not None:
             self._record(
                 watch,
                 DecisionKind.ROLLBACK_DECIDED.value,
@@ -336,6 +328,79 @@ class Engine:
             to_release=stable,
             evidence=evidence,
         )
+
+    def _guard(self, env: str, service: str, now: float) -> str | None:
+        """Why no automatic rollback may start now, or None. Humans are not bound by the loop guard."""
+        policy = self.cfg.env(env)
+        if not policy.auto_rollback:
+            return "automatic rollback is off in this environment"
+        if any(i.env == env and i.service == service for i in self.store.open_incidents()):
+            return "a rollback is already in progress for this service"
+        recent = self.store.incidents_since(
+            env, now - policy.rollback_cooldown_s, actor=Actor.AUTOMATIC.value
+        )
+        if recent:
+            return (
+                f"loop guard: an automatic rollback already ran in {env} within "
+                f"{policy.rollback_cooldown_s:.0f}s (incident {recent[-1].id}); a human decides"
+            )
+        return None
+
+    def request_rollback(
+        self, env: str, service: str, *, reason: str, actor: str, to_tag: str | None = None
+    ) -> int:
+        """A human's rollback (P1/P2 incident, security finding): the same pipeline, logged with its actor.
+
+        Rolls back the release of the newest deploy to the pinned stable release (or ``to_tag``, which
+        must not be a release that failed its watch). Raises ``ValueError`` naming what is wrong.
+        """
+        self.cfg.env(env)
+        self.cfg.service(service)
+        now = self.clock.now()
+        if any(i.env == env and i.service == service for i in self.store.open_incidents()):
+            raise ValueError(f"a rollback of {service} in {env} is already in progress")
+        last = self.store.last_deploy_watch(env, service)
+        if last is None:
+            raise ValueError(f"no deploy of {service} to {env} is known: nothing to roll back")
+        bad = self.store.release(last.release_id)
+        if to_tag is not None:
+            target = self.store.find_release(env, service, to_tag)
+            if target is None:
+                raise ValueError(f"release {to_tag} of {service} was never deployed to {env}")
+            if target.status == ReleaseStatus.FAILED.value:
+                raise ValueError(f"release {to_tag} failed its own watch in {env}: never a rollback target")
+        else:
+            target = self.store.current_pin(env, service)
+            if target is None:
+                raise ValueError(f"no stable release of {service} is pinned in {env}; name one with --to")
+        if target.id == bad.id:
+            raise ValueError(f"{bad.tag} is already the target release")
+        if last.phase == WatchPhase.RUNNING.value:
+            self.store.end_watch(last.id, WatchPhase.ABORTED, now, f"manual rollback by {actor}")
+        self.store.set_release_status(bad.id, ReleaseStatus.FAILED)
+        incident = self.store.create_incident(
+            env,
+            service,
+            bad.id,
+            target.id,
+            trigger="manual",
+            reason=reason,
+            actor=actor,
+            now=now,
+            evidence={"requested_by": actor},
+        )
+        self.record(
+            env=env,
+            service=service,
+            kind=DecisionKind.ROLLBACK_DECIDED.value,
+            reason=f"manual rollback of {bad.tag} to {target.tag}: {reason}",
+            actor=actor,
+            result="rollback_started",
+            incident_id=incident.id,
+            from_release=bad,
+            to_release=target,
+        )
+        return incident.id
 
     def _finish(
         self, watch: Watch, svc: ServiceConfig, results: list[SignalResult], mem: _WatchMemory, now: float

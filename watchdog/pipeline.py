@@ -283,6 +283,16 @@ class RollbackPipeline:
         """Runbook step 6: the decision log's closing entry."""
         bad, good = self._releases(incident)
         now = self.clock.now()
+        pinned = self.store.current_pin(incident.env, incident.service)
+        if good is not None and (pinned is None or pinned.id != good.id):
+            self.store.pin(
+                incident.env,
+                incident.service,
+                good.id,
+                now,
+                Actor.AUTOMATIC.value,
+                f"rolled back to it in incident {incident.id}",
+            )
         self.store.set_incident_phase(incident.id, IncidentPhase.RESOLVED, now)
         steps = {s.name: s.evidence for s in self.store.steps(incident.id)}
         self.record(

@@ -8,7 +8,7 @@ from tests.fixtures.scenarios import write_scenario
 from watchdog.clock import SimClock
 from watchdog.config import parse_config
 from watchdog.engine import Engine
-from watchdog.phases import DecisionKind, ReleaseStatus, SignalState, WatchPhase
+from watchdog.phases import DecisionKind, IncidentPhase, ReleaseStatus, SignalState, WatchPhase
 from watchdog.sources import PrometheusSource, ReplaySource
 from watchdog.store import ReleaseRef, Store
 
@@ -108,4 +108,21 @@ def test_an_unreachable_source_makes_the_watchdog_blind_not_trigger_happy(tmp_pa
     assert DecisionKind.ROLLBACK_DECIDED.value not in kinds and DecisionKind.PROMOTED.value not in kinds
     blind = next(e for e in store.decisions() if e.kind == DecisionKind.BLIND.value)
     assert "did not answer" in blind.evidence["errors"][0]
+    assert store.open_incidents() == []
+
+
+def test_loop_guard_allows_one_automatic_rollback_per_environment_and_period(tmp_path: Path) -> None:
+    first = write_scenario(tmp_path / "first", err_after=0.08, regression=True)
+    engine, clock, store = make(tmp_path, first)
+    run_until_watch_ends(engine, clock, store)
+    assert len(store.open_incidents()) == 1
+    for incident in store.open_incidents():  # the first rollback finished (no pipeline in this test)
+        store.set_incident_phase(incident.id, IncidentPhase.RESOLVED, clock.now())
+    # a second bad release minutes later (replayed on the same data) finds the loop guard
+    engine.announce(
+        "prod", "stamps-api", ReleaseRef("v1.5.1"), deployed_at=ReplaySource(first).scenario.deploy_at
+    )
+    run_until_watch_ends(engine, clock, store)
+    guarded = [e for e in store.decisions() if e.kind == DecisionKind.ROLLBACK_DECIDED.value][-1]
+    assert guarded.result == "not_started" and "loop guard" in guarded.reason
     assert store.open_incidents() == []

@@ -4,6 +4,9 @@ and a real demo service for the smoke checks and the post-rollback watch.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -258,4 +261,50 @@ def test_prod_rollback_waits_for_the_environment_reviewers(
     gh.review(run_id, "approved", login="alice")
     drive(app, incident_id, finished(app, incident_id))
     assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
+    app.close()
+
+
+def test_manual_rollback_from_the_cli_runs_the_same_pipeline_and_logs_the_human(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    gh = make_github_emulator(**NO_REVIEWERS)
+    app = build(tmp_path, service, gh)
+    app.engine.announce("prod", "stamps-api", ReleaseRef("v1.1.0", "2" * 40))
+    app.engine.tick()  # the deploy watch of v1.1.0 is running
+    config = tmp_path / "watchdog.yaml"
+    config.write_text(CONFIG)
+    env = {
+        **os.environ,
+        "SVC": service.url,
+        "GH": gh.url,
+        "TOKEN": TOKEN,
+        "DB": f"sqlite:///{tmp_path / 'wd.db'}",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "watchdog", "rollback", "-c", str(config), "--env", "prod", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+
+    refused = cli("--to", "v9.9.9", "--reason", "x", "--actor", "alice")
+    assert refused.returncode == 2 and "v9.9.9 of stamps-api was never deployed to prod" in refused.stderr
+    done = cli("--reason", "security finding SEC-42", "--actor", "alice")
+    assert done.returncode == 0, done.stderr
+    again = cli("--reason", "twice", "--actor", "bob")
+    assert again.returncode == 2 and "already in progress" in again.stderr
+
+    incident = app.store.open_incidents()[0]
+    assert incident.actor == "alice" and incident.trigger == "manual"
+    drive(app, incident.id, finished(app, incident.id))
+    assert app.store.incident(incident.id).phase == IncidentPhase.RESOLVED.value
+    assert [ex.request_json["ref"] for ex in dispatches(gh)] == ["v1.0.0"]
+    decided = next(e for e in app.store.decisions() if e.kind == DecisionKind.ROLLBACK_DECIDED.value)
+    assert decided.actor == "alice" and "security finding SEC-42" in decided.reason
+    assert decided.from_tag == "v1.1.0" and decided.to_tag == "v1.0.0"
+    with pytest.raises(ValueError, match="failed its own watch"):  # never back to a failed release
+        app.engine.request_rollback("prod", "stamps-api", reason="x", actor="bob", to_tag="v1.1.0")
     app.close()

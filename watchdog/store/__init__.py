@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from watchdog.errors import StoreError
-from watchdog.phases import IncidentPhase, ReleaseStatus, StepPhase, WatchPhase
+from watchdog.phases import IncidentPhase, ReleaseStatus, StepPhase, WatchKind, WatchPhase
 from watchdog.store.models import (
     DecisionEntry,
     DeployEvent,
@@ -345,6 +345,23 @@ class Store:
             done = (IncidentPhase.RESOLVED.value, IncidentPhase.ESCALATED.value)
             q = sa.select(Incident).where(Incident.phase.not_in(done)).order_by(Incident.id)
             return list(s.scalars(q))
+
+    def incidents_since(self, env: str, since: float, actor: str | None = None) -> list[Incident]:
+        with self.session() as s:
+            q = sa.select(Incident).where(Incident.env == env, Incident.created_at >= since)
+            if actor is not None:
+                q = q.where(Incident.actor == actor)
+            return list(s.scalars(q.order_by(Incident.id)))
+
+    def last_deploy_watch(self, env: str, service: str) -> Watch | None:
+        with self.session() as s:
+            q = (
+                sa.select(Watch)
+                .filter_by(env=env, service=service, kind=WatchKind.DEPLOY.value)
+                .order_by(Watch.id.desc())
+                .limit(1)
+            )
+            return s.scalar(q)
 
     def set_incident_phase(self, incident_id: int, phase: IncidentPhase, now: float | None = None) -> None:
         with self.session() as s:
