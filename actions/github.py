@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 from github import Auth, Github, GithubException
@@ -121,6 +122,28 @@ class DeployWorkflow:
                     return _info(run)
         except Exception as exc:
             raise _classify(exc, f"list runs of {self.workflow_id}", self.clock.now()) from exc
+        return None
+
+    def last_successful_deployment(self, environment: str) -> dict[str, Any] | None:
+        """The newest deployment to ``environment`` whose latest status is ``success``.
+
+        Returns its ref (the tag), SHA and the URL of its log, to seed the stable pin on first start.
+        """
+        try:
+            repo = self._gh.get_repo(self.repo_name)
+            for deployment in itertools.islice(
+                repo.get_deployments(environment=environment), self.search_depth
+            ):
+                statuses = deployment.get_statuses()
+                latest = next(iter(statuses), None)
+                if latest is not None and latest.state == "success":
+                    return {
+                        "tag": deployment.ref,
+                        "sha": deployment.sha,
+                        "build_url": latest.log_url or latest.target_url or None,
+                    }
+        except Exception as exc:
+            raise _classify(exc, f"list deployments to {environment}", self.clock.now()) from exc
         return None
 
     def run(self, run_id: int) -> RunInfo:

@@ -19,12 +19,14 @@ from watchdog import __version__
 from watchdog.clock import Clock
 from watchdog.config import WatchdogConfig
 from watchdog.engine import Engine, Reporter
+from watchdog.errors import WatchdogError
 from watchdog.observability import init_sentry, register_secrets
+from watchdog.phases import Actor
 from watchdog.pipeline import RollbackPipeline
 from watchdog.sources import PrometheusSource, ReplaySource, ScrapeSource, ScrapeTarget
 from watchdog.sources.base import MetricSource
 from watchdog.sources.scrape import ProbeTarget
-from watchdog.store import Store
+from watchdog.store import ReleaseRef, Store
 
 log = structlog.get_logger("watchdog.app")
 
@@ -115,6 +117,41 @@ class App:
         engine.pipeline = pipeline
         return cls(cfg, clock, store, source, engine, pipeline, http)
 
+    def seed_pins(self) -> list[str]:
+        """On first start, pin each environment's last successful GitHub deployment where no pin exists.
+
+        Returns what was seeded; GitHub being unavailable is logged, not fatal (the daemon can still
+        watch; a rollback then has no target until a release passes its watch or is pinned by hand).
+        """
+        seeded = []
+        for svc in self.cfg.services:
+            for env in self.cfg.environments:
+                if self.store.current_pin(env, svc.name) is not None:
+                    continue
+                try:
+                    found = (
+                        self.pipeline.deployer.last_successful_deployment(env)
+                        if self.pipeline.deployer
+                        else None
+                    )
+                except WatchdogError as exc:
+                    log.warning(
+                        "cannot seed the stable pin from GitHub", env=env, service=svc.name, error=str(exc)
+                    )
+                    continue
+                if found is None:
+                    continue
+                ref = ReleaseRef(found["tag"], found.get("sha"), None, found.get("build_url"))
+                self.engine.pin(
+                    env,
+                    svc.name,
+                    ref,
+                    actor=Actor.AUTOMATIC.value,
+                    reason="seeded from GitHub's last successful deployment (no pin in the store)",
+                )
+                seeded.append(f"{svc.name}/{env}={found['tag']}")
+        return seeded
+
     def close(self) -> None:
         self.http.close()
         self.store.close()
@@ -125,6 +162,9 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
     if cfg.sentry.dsn is not None:
         init_sentry(cfg.sentry.dsn.get_secret_value(), cfg.sentry.environment, __version__)
     app = App.build(cfg, clock)
+    seeded = app.seed_pins()
+    if seeded:
+        log.info("stable pins seeded from GitHub", pins=seeded)
     scheduler = BackgroundScheduler(timezone="UTC")
     if isinstance(app.source, ScrapeSource):
         assert cfg.source.scrape is not None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from actions.github import DeployWorkflow
 from watchdog.app import App
 from watchdog.clock import RealClock
 from watchdog.config import WatchdogConfig, parse_config
@@ -307,4 +308,60 @@ def test_manual_rollback_from_the_cli_runs_the_same_pipeline_and_logs_the_human(
     assert decided.from_tag == "v1.1.0" and decided.to_tag == "v1.0.0"
     with pytest.raises(ValueError, match="failed its own watch"):  # never back to a failed release
         app.engine.request_rollback("prod", "stamps-api", reason="x", actor="bob", to_tag="v1.1.0")
+    app.close()
+
+
+def test_first_start_seeds_the_stable_pin_from_githubs_last_successful_deployment(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    gh = make_github_emulator(**NO_REVIEWERS)
+    env = {"SVC": service.url, "GH": gh.url, "TOKEN": TOKEN, "DB": f"sqlite:///{tmp_path / 'wd.db'}"}
+    cfg = parse_config(CONFIG, "test.yaml", env=env)
+    deployer = DeployWorkflow(gh.url, "acme/stamps", "deploy.yml", TOKEN, RealClock())
+    for tag in ("v1.0.0", "v1.2.0"):
+        run = deployer.dispatch(tag, {"environment": "prod", "tag": tag, "correlation_id": f"ci-{tag}"})
+        assert run is not None
+        gh.wait_for_run(run.id)
+    gh.set_hook(lambda ctx: False)  # a later deploy that failed is not a stable release
+    failed = deployer.dispatch("v1.1.0", {"environment": "prod", "tag": "v1.1.0", "correlation_id": "ci-bad"})
+    assert failed is not None
+    gh.wait_for_run(failed.id)
+
+    gh.inject_error("GET", r"/deployments$", 502)
+    offline = App.build(cfg, RealClock())
+    assert offline.seed_pins() == []  # GitHub down: logged, not fatal, nothing pinned
+    assert offline.store.current_pin("prod", "stamps-api") is None
+    offline.close()
+
+    app = App.build(cfg, RealClock())
+    assert app.seed_pins() == ["stamps-api/prod=v1.2.0"]
+    pin = app.store.current_pin("prod", "stamps-api")
+    assert pin is not None and pin.tag == "v1.2.0" and pin.sha == "3" * 40
+    entry = app.store.decisions()[-1]
+    assert (
+        entry.kind == DecisionKind.PIN.value
+        and entry.actor == "watchdog"
+        and "seeded from GitHub" in entry.reason
+    )
+    assert app.seed_pins() == []  # only when the store has no pin
+    app.close()
+
+
+@pytest.mark.parametrize("limit", ["primary", "secondary-403", "secondary-429"])
+def test_rate_limits_are_waited_out_not_escalated(
+    limit: str, tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    gh = make_github_emulator(**NO_REVIEWERS)
+    if limit == "primary":
+        gh.inject_rate_limit("POST", r"/dispatches$", reset_in=2)
+    else:
+        gh.inject_secondary_rate_limit("POST", r"/dispatches$", retry_after=1, status=int(limit[-3:]))
+    app = build(tmp_path, service, gh)
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
+    sent = dispatches(gh)
+    assert [ex.status for ex in sent] == [403 if limit != "secondary-429" else 429, 200]
+    assert sent[1].at - sent[0].at >= 1.0  # not before GitHub said it may be tried again
+    assert len(gh.list_runs()) == 1
     app.close()
