@@ -112,6 +112,7 @@ class App:
             deployer=deployer,
             http=http,
             record=engine.record,
+            notify=engine.notify,
             smoke_retry_delay_s=smoke_retry_delay_s,
         )
         engine.pipeline = pipeline

@@ -77,6 +77,11 @@ class Engine:
 
     def record(self, **kw: Any) -> DecisionEntry:
         entry = self.store.log_decision(at=self.clock.now(), **kw)
+        self.notify(entry)
+        return entry
+
+    def notify(self, entry: DecisionEntry) -> None:
+        """Tell the logs and the reporter about an entry already in the decision log."""
         log.info(
             "decision",
             kind=entry.kind,
@@ -88,7 +93,6 @@ class Engine:
         )
         if self.reporter is not None:
             self.reporter.decision(entry)
-        return entry
 
     # ------------------------------------------------------------------ deploys
 

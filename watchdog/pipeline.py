@@ -50,6 +50,7 @@ class RollbackPipeline:
         deployer: DeployWorkflow | None,
         http: httpx.Client,
         record: Callable[..., DecisionEntry],
+        notify: Callable[[DecisionEntry], None] | None = None,
         smoke_retry_delay_s: float = 1.0,
     ) -> None:
         self.cfg = cfg
@@ -58,6 +59,7 @@ class RollbackPipeline:
         self.deployer = deployer
         self.http = http
         self.record = record
+        self.notify = notify or (lambda entry: None)
         self.smoke_retry_delay_s = smoke_retry_delay_s
         self._not_before: dict[int, float] = {}
 
@@ -65,13 +67,21 @@ class RollbackPipeline:
 
     def advance(self, incident_id: int) -> None:
         incident = self.store.incident(incident_id)
-        if incident.phase in (IncidentPhase.RESOLVED.value, IncidentPhase.ESCALATED.value):
+        if incident.phase == IncidentPhase.ESCALATED.value:
+            return
+        if incident.phase == IncidentPhase.RESOLVED.value:
+            # resolved, but the process may have died before the resolve step was marked done
+            last = self.store.step(incident.id, STEPS[-1])
+            if last.phase != StepPhase.SUCCESSFUL.value:
+                self._transition(incident, last, StepPhase.SUCCESSFUL, "successful", {})
             return
         for name in STEPS:
             step = self.store.step(incident.id, name)
             if step.phase == StepPhase.SUCCESSFUL.value:
                 continue
             if step.phase in (StepPhase.FAILED.value, StepPhase.ERROR.value):
+                # failed, but the process may have died before escalating
+                self._escalate(incident, f"step {name} {step.phase}: {step.outcome}", step.evidence)
                 return
             if self.clock.now() < self._not_before.get(step.id, 0.0):
                 return
@@ -79,8 +89,7 @@ class RollbackPipeline:
             first_run = step.phase == StepPhase.PENDING.value
             try:
                 if first_run:
-                    step = self.store.update_step(step.id, phase=StepPhase.RUNNING, now=self.clock.now())
-                    self._log_step(incident, step, "started", {})
+                    step = self._transition(incident, step, StepPhase.RUNNING, "started", {})
                 result = handler(incident, step)
             except ActionRetryable as exc:
                 self._retry(incident, step, exc)
@@ -95,10 +104,10 @@ class RollbackPipeline:
                 return
             if result is None:
                 return  # waiting on the outside world; resume at the next tick
-            step = self.store.update_step(
-                step.id, phase=StepPhase.SUCCESSFUL, now=self.clock.now(), outcome="ok", evidence=result
-            )
-            self._log_step(incident, step, "successful", result)
+            if self.store.incident(incident.id).phase == IncidentPhase.RESOLVED.value:
+                self.advance(incident.id)  # the resolve step: its bookkeeping is the resolved branch
+                return
+            self._transition(incident, step, StepPhase.SUCCESSFUL, "successful", result, outcome="ok")
 
     def _retry(self, incident: Incident, step: Step, exc: ActionRetryable) -> None:
         errors = int(self.store.step(incident.id, step.name).evidence.get("retryable_errors", 0)) + 1
@@ -293,52 +302,92 @@ class RollbackPipeline:
                 Actor.AUTOMATIC.value,
                 f"rolled back to it in incident {incident.id}",
             )
-        self.store.set_incident_phase(incident.id, IncidentPhase.RESOLVED, now)
         steps = {s.name: s.evidence for s in self.store.steps(incident.id)}
-        self.record(
-            env=incident.env,
-            service=incident.service,
-            kind=DecisionKind.ROLLBACK_RESOLVED.value,
-            reason=f"rolled back from {bad.tag} to {good.tag if good else '?'}; smoke checks passed and "
-            "the post-rollback watch stayed within the SLOs",
-            actor=Actor.AUTOMATIC.value,
-            result="resolved",
-            incident_id=incident.id,
-            from_release=bad,
-            to_release=good,
-            evidence={"rollback_run": steps.get("dispatch", {}), "duration_s": now - incident.created_at},
+        entry = self.store.set_incident_phase(
+            incident.id,
+            IncidentPhase.RESOLVED,
+            now,
+            log={
+                "at": now,
+                "env": incident.env,
+                "service": incident.service,
+                "kind": DecisionKind.ROLLBACK_RESOLVED.value,
+                "reason": f"rolled back from {bad.tag} to {good.tag if good else '?'}; smoke checks "
+                "passed and the post-rollback watch stayed within the SLOs",
+                "actor": Actor.AUTOMATIC.value,
+                "result": "resolved",
+                "incident_id": incident.id,
+                "from_release": bad,
+                "to_release": good,
+                "evidence": {
+                    "rollback_run": steps.get("dispatch", {}),
+                    "duration_s": now - incident.created_at,
+                },
+            },
         )
+        if entry is not None:
+            self.notify(entry)
         return {"resolved_at": now}
 
     # ------------------------------------------------------------------ records
 
-    def _log_step(self, incident: Incident, step: Step, result: str, evidence: dict[str, Any]) -> None:
+    def _transition(
+        self,
+        incident: Incident,
+        step: Step,
+        phase: StepPhase,
+        result: str,
+        evidence: dict[str, Any],
+        outcome: str | None = None,
+    ) -> Step:
+        """The step's new phase and its decision-log entry, in one transaction."""
         bad, good = self._releases(incident)
-        self.record(
-            env=incident.env,
-            service=incident.service,
-            kind=DecisionKind.STEP.value,
-            reason=f"step {step.name} {result}",
-            actor=Actor.AUTOMATIC.value,
-            result=result,
-            incident_id=incident.id,
-            from_release=bad,
-            to_release=good,
-            evidence={"step": step.name, "attempts": step.attempts, **evidence},
+        now = self.clock.now()
+        step, entry = self.store.step_transition(
+            step.id,
+            phase=phase,
+            now=now,
+            outcome=outcome,
+            evidence=evidence or None,
+            log={
+                "at": now,
+                "env": incident.env,
+                "service": incident.service,
+                "kind": DecisionKind.STEP.value,
+                "reason": f"step {step.name} {result}",
+                "actor": Actor.AUTOMATIC.value,
+                "result": result,
+                "incident_id": incident.id,
+                "from_release": bad,
+                "to_release": good,
+                "evidence": evidence,
+            },
         )
+        if entry is not None:
+            self.notify(entry)
+        return step
 
     def _escalate(self, incident: Incident, reason: str, evidence: dict[str, Any]) -> None:
         bad, good = self._releases(incident)
-        self.store.set_incident_phase(incident.id, IncidentPhase.ESCALATED, self.clock.now())
-        self.record(
-            env=incident.env,
-            service=incident.service,
-            kind=DecisionKind.ESCALATED.value,
-            reason=f"{reason}. No further automatic rollback; follow " + " and ".join(ESCALATION_RUNBOOKS),
-            actor=Actor.AUTOMATIC.value,
-            result="escalated",
-            incident_id=incident.id,
-            from_release=bad,
-            to_release=good,
-            evidence=evidence,
+        now = self.clock.now()
+        entry = self.store.set_incident_phase(
+            incident.id,
+            IncidentPhase.ESCALATED,
+            now,
+            log={
+                "at": now,
+                "env": incident.env,
+                "service": incident.service,
+                "kind": DecisionKind.ESCALATED.value,
+                "reason": f"{reason}. No further automatic rollback; follow "
+                + " and ".join(ESCALATION_RUNBOOKS),
+                "actor": Actor.AUTOMATIC.value,
+                "result": "escalated",
+                "incident_id": incident.id,
+                "from_release": bad,
+                "to_release": good,
+                "evidence": evidence,
+            },
         )
+        if entry is not None:
+            self.notify(entry)

@@ -365,3 +365,29 @@ def test_rate_limits_are_waited_out_not_escalated(
     assert sent[1].at - sent[0].at >= 1.0  # not before GitHub said it may be tried again
     assert len(gh.list_runs()) == 1
     app.close()
+
+
+def test_states_a_crash_can_leave_are_completed_on_the_next_tick(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    """Each step's phase and its log entry commit together; what spans two transactions is mended."""
+    gh = make_github_emulator(**NO_REVIEWERS)
+    app = build(tmp_path, service, gh)
+    # a step failed, and the process died before it escalated
+    failed = start_incident(app)
+    step = app.store.step(failed, "pin")
+    app.store.update_step(step.id, phase=StepPhase.FAILED, now=time.time(), outcome="no stable release")
+    app.pipeline.advance(failed)
+    assert app.store.incident(failed).phase == IncidentPhase.ESCALATED.value
+    assert app.store.decisions(incident_id=failed)[-1].kind == DecisionKind.ESCALATED.value
+    # the incident was resolved, and the process died before the resolve step was marked done
+    resolved = start_incident(app)
+    for name in STEPS[:-1]:
+        app.store.update_step(app.store.step(resolved, name).id, phase=StepPhase.SUCCESSFUL, now=time.time())
+    last = app.store.step(resolved, STEPS[-1])
+    app.store.update_step(last.id, phase=StepPhase.RUNNING, now=time.time())
+    app.store.set_incident_phase(resolved, IncidentPhase.RESOLVED, time.time())
+    app.pipeline.advance(resolved)
+    assert app.store.step(resolved, STEPS[-1]).phase == StepPhase.SUCCESSFUL.value
+    assert dispatches(gh) == []  # mending bookkeeping never repeats an external effect
+    app.close()

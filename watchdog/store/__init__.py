@@ -68,6 +68,54 @@ def _get(s: Session, model: type[_Row], row_id: int) -> _Row:
     return row
 
 
+def _ref(r: Release | None) -> tuple[str | None, str | None, int | None, str | None]:
+    return (None, None, None, None) if r is None else (r.tag, r.sha, r.run_id, r.build_url)
+
+
+def _decision(
+    s: Session,
+    *,
+    at: float,
+    env: str,
+    service: str,
+    kind: str,
+    reason: str,
+    actor: str,
+    result: str,
+    evidence: dict[str, Any] | None = None,
+    from_release: Release | None = None,
+    to_release: Release | None = None,
+    watch_id: int | None = None,
+    incident_id: int | None = None,
+) -> DecisionEntry:
+    """A decision-log row added to the session's transaction (so it commits with what it records)."""
+    ft, fs, fr, fu = _ref(from_release)
+    tt, ts, tr, tu = _ref(to_release)
+    row = DecisionEntry(
+        at=at,
+        env=env,
+        service=service,
+        kind=kind,
+        from_tag=ft,
+        from_sha=fs,
+        from_run_id=fr,
+        from_build_url=fu,
+        to_tag=tt,
+        to_sha=ts,
+        to_run_id=tr,
+        to_build_url=tu,
+        reason=reason,
+        evidence=evidence or {},
+        actor=actor,
+        result=result,
+        watch_id=watch_id,
+        incident_id=incident_id,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -363,12 +411,20 @@ class Store:
             )
             return s.scalar(q)
 
-    def set_incident_phase(self, incident_id: int, phase: IncidentPhase, now: float | None = None) -> None:
+    def set_incident_phase(
+        self,
+        incident_id: int,
+        phase: IncidentPhase,
+        now: float | None = None,
+        log: dict[str, Any] | None = None,
+    ) -> DecisionEntry | None:
+        """Change the incident's phase; ``log`` (decision fields) is written in the same transaction."""
         with self.session() as s:
             row = _get(s, Incident, incident_id)
             row.phase = phase.value
             if phase in (IncidentPhase.RESOLVED, IncidentPhase.ESCALATED):
                 row.ended_at = now
+            return None if log is None else _decision(s, **log)
 
     def step(self, incident_id: int, name: str) -> Step:
         """The step row, created as pending on first sight; its key is (incident, step name)."""
@@ -410,6 +466,23 @@ class Store:
         evidence: dict[str, Any] | None = None,
         attempt: bool = False,
     ) -> Step:
+        return self.step_transition(
+            step_id, phase=phase, now=now, outcome=outcome, evidence=evidence, attempt=attempt
+        )[0]
+
+    def step_transition(
+        self,
+        step_id: int,
+        *,
+        phase: StepPhase,
+        now: float,
+        outcome: str | None = None,
+        evidence: dict[str, Any] | None = None,
+        attempt: bool = False,
+        log: dict[str, Any] | None = None,
+    ) -> tuple[Step, DecisionEntry | None]:
+        """Record a step's new phase and, in the same transaction, its decision-log entry: a crash
+        leaves both or neither."""
         with self.session() as s:
             row = _get(s, Step, step_id)
             row.phase = phase.value
@@ -424,7 +497,16 @@ class Store:
             if evidence is not None:
                 row.evidence = {**row.evidence, **evidence}
             s.flush()
-            return row
+            entry = None
+            if log is not None:
+                entry = _decision(
+                    s,
+                    **{
+                        **log,
+                        "evidence": {"step": row.name, "attempts": row.attempts, **log.get("evidence", {})},
+                    },
+                )
+            return row, entry
 
     # ------------------------------------------------------------------ decision log
 
@@ -444,35 +526,22 @@ class Store:
         watch_id: int | None = None,
         incident_id: int | None = None,
     ) -> DecisionEntry:
-        def ref(r: Release | None) -> tuple[str | None, str | None, int | None, str | None]:
-            return (None, None, None, None) if r is None else (r.tag, r.sha, r.run_id, r.build_url)
-
-        ft, fs, fr, fu = ref(from_release)
-        tt, ts, tr, tu = ref(to_release)
         with self.session() as s:
-            row = DecisionEntry(
+            return _decision(
+                s,
                 at=at,
                 env=env,
                 service=service,
                 kind=kind,
-                from_tag=ft,
-                from_sha=fs,
-                from_run_id=fr,
-                from_build_url=fu,
-                to_tag=tt,
-                to_sha=ts,
-                to_run_id=tr,
-                to_build_url=tu,
                 reason=reason,
-                evidence=evidence or {},
                 actor=actor,
                 result=result,
+                evidence=evidence,
+                from_release=from_release,
+                to_release=to_release,
                 watch_id=watch_id,
                 incident_id=incident_id,
             )
-            s.add(row)
-            s.flush()
-            return row
 
     def decisions(
         self, env: str | None = None, limit: int | None = None, incident_id: int | None = None

@@ -1,0 +1,165 @@
+"""Crash and resume: the daemon is SIGKILLed as each pipeline step starts, restarted, and the
+rollback still completes with exactly one dispatch and a complete decision log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from watchdog.clock import RealClock
+from watchdog.demo.service import ServiceProcess
+from watchdog.demo.traffic import Target, TrafficGenerator
+from watchdog.emulator.github import GitHubEmulator, RunContext
+from watchdog.phases import DecisionKind, IncidentPhase, StepPhase
+from watchdog.pipeline import STEPS
+from watchdog.store import Store
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "ghp_crashtesttoken000000000000000000000"
+CONFIG = """
+version: 1
+tick_s: 0.3
+demo_note: test timings (post-rollback watch of 4 s)
+source:
+  kind: scrape
+  lookback_s: 30
+  scrape:
+    interval_s: 0.3
+    targets: [{url: "${SVC}/metrics", labels: {job: stamps-api}}]
+github:
+  api_url: ${GH}
+  repo: acme/stamps
+  token: ${GITHUB_TOKEN}
+  run_timeout_s: 60
+  dispatch_lookup_grace_s: 2
+store: {url: "${DB}"}
+environments:
+  prod: {approval: none, watch_s: 120, post_rollback_watch_s: 4}
+services:
+  - name: stamps-api
+    match: {job: stamps-api}
+    base_urls: {prod: "${SVC}"}
+    signals:
+      - name: http_5xx
+        kind: ratio
+        bad: {metric: http_requests_total, match: {code: "=~5.."}}
+        total: {metric: http_requests_total}
+        slo: 0.01
+    smoke_checks:
+      - {name: health, path: /health, expect_json: {status: ok}}
+"""
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sigkill_at_every_step_still_gives_one_dispatch_and_a_complete_log(
+    tmp_path: Path, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    with ServiceProcess("v1.1.0", "canary", seed=13) as canary:
+
+        def deploy(ctx: RunContext) -> bool:
+            time.sleep(1.0)  # a deploy takes a moment: room to die while following the run
+            canary.restart(ctx.ref)
+            return True
+
+        gh = make_github_emulator(hook=deploy, token=TOKEN, environments=["dev", "stage", "prod"])
+        config = tmp_path / "watchdog.yaml"
+        config.write_text(CONFIG)
+        db = tmp_path / "wd.db"
+        env = {**os.environ, "SVC": canary.url, "GH": gh.url, "GITHUB_TOKEN": TOKEN, "DB": f"sqlite:///{db}"}
+
+        def cli(*args: str) -> None:
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "watchdog",
+                    *args,
+                    "-c",
+                    str(config),
+                    "--env",
+                    "prod",
+                    "--service",
+                    "stamps-api",
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+            assert out.returncode == 0, out.stderr
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                [sys.executable, "-m", "watchdog", "run", "-c", str(config), "--log-format", "json"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+
+        cli("pin", "--tag", "v1.0.0", "--sha", "1" * 40, "--reason", "last good", "--actor", "alice")
+        traffic = TrafficGenerator([Target(canary.url, 1.0)], 30.0, RealClock(), np.random.default_rng(2))
+        traffic.start()
+        store = Store(f"sqlite:///{db}")
+        daemon = start()
+        kills = []
+        try:
+            cli("announce", "--tag", "v1.1.0", "--sha", "2" * 40, "--actor", "deploy-bot")
+            wait_for(lambda: bool(store.open_incidents()), 90, "the rollback decision")
+            incident_id = store.open_incidents()[0].id
+            for name in STEPS:
+
+                def reached(name: str = name) -> bool:
+                    return any(
+                        s.name == name and s.phase != StepPhase.PENDING.value
+                        for s in store.steps(incident_id)
+                    )
+
+                if store.incident(incident_id).phase == IncidentPhase.RESOLVED.value:
+                    break
+                wait_for(reached, 60, f"step {name}")
+                daemon.send_signal(signal.SIGKILL)  # no clean-up, no flush: like a node dying
+                daemon.wait(timeout=10)
+                kills.append(name)
+                daemon = start()
+            wait_for(
+                lambda: store.incident(incident_id).phase == IncidentPhase.RESOLVED.value, 90, "resolution"
+            )
+        finally:
+            traffic.stop()
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=30)
+
+        assert len(kills) >= 4, kills  # the daemon died inside the pipeline several times
+        dispatched = gh.requests("POST", r"/dispatches$")
+        assert len([ex for ex in dispatched if ex.status in (200, 204)]) == 1
+        assert len(gh.list_runs()) == 1 and canary.version == "v1.0.0"
+        steps = store.steps(incident_id)
+        assert [s.name for s in steps] == list(STEPS)
+        assert all(s.phase == StepPhase.SUCCESSFUL.value for s in steps)
+        kinds = [e.kind for e in store.decisions(incident_id=incident_id)]
+        assert kinds.count(DecisionKind.ROLLBACK_DECIDED.value) == 1
+        assert kinds.count(DecisionKind.ROLLBACK_RESOLVED.value) == 1
+        successful = [
+            e.evidence["step"]
+            for e in store.decisions(incident_id=incident_id)
+            if e.kind == DecisionKind.STEP.value and e.result == "successful"
+        ]
+        assert sorted(successful) == sorted(STEPS)  # every step's completion is in the log, once
+        store.close()
