@@ -146,6 +146,24 @@ class DeployWorkflow:
             raise _classify(exc, f"list deployments to {environment}", self.clock.now()) from exc
         return None
 
+    def pending_deployments(self, run_id: int) -> list[dict[str, Any]]:
+        """Environments the run waits on for approval (PyGithub has no call for it: its requester)."""
+        url = f"/repos/{self.repo_name}/actions/runs/{run_id}/pending_deployments"
+        try:
+            _, data = self._gh.requester.requestJsonAndCheck("GET", url)
+        except Exception as exc:
+            raise _classify(exc, f"list pending deployments of run {run_id}", self.clock.now()) from exc
+        return list(data or [])
+
+    def approve(self, run_id: int, environment_ids: list[int], comment: str) -> None:
+        """Approve the run's pending deployments to these environments with the watchdog's own token."""
+        url = f"/repos/{self.repo_name}/actions/runs/{run_id}/pending_deployments"
+        body = {"environment_ids": environment_ids, "state": "approved", "comment": comment}
+        try:
+            self._gh.requester.requestJsonAndCheck("POST", url, input=body)
+        except Exception as exc:
+            raise _classify(exc, f"approve run {run_id}", self.clock.now()) from exc
+
     def run(self, run_id: int) -> RunInfo:
         try:
             return _info(self._gh.get_repo(self.repo_name).get_workflow_run(run_id))

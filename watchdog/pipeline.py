@@ -18,7 +18,7 @@ import structlog
 from actions.github import DeployWorkflow, RunInfo
 from actions.smoke import run_checks
 from watchdog.clock import Clock
-from watchdog.config import WatchdogConfig
+from watchdog.config import ApprovalMode, WatchdogConfig
 from watchdog.errors import ActionFailed, ActionRetryable
 from watchdog.phases import Actor, DecisionKind, IncidentPhase, StepPhase, WatchKind, WatchPhase
 from watchdog.store import DecisionEntry, Incident, Release, Step, Store
@@ -212,6 +212,8 @@ class RollbackPipeline:
             "conclusion": run.conclusion,
             "run_url": run.html_url,
         }
+        if run.status == "waiting":
+            self._approval(incident, step, run.id)
         if not run.completed:
             started = step.started_at or self.clock.now()
             if self.clock.now() - started > self.cfg.github.run_timeout_s:
@@ -224,6 +226,53 @@ class RollbackPipeline:
         if run.conclusion != "success":
             raise StepFailed(f"the rollback run {run_id} ended {run.conclusion}", evidence)
         return evidence
+
+    def _approval(self, incident: Incident, step: Step, run_id: int) -> None:
+        """The run waits for the environment's approval: approve it ourselves only with ``approval: auto``."""
+        assert self.deployer is not None
+        mode = self.cfg.env(incident.env).approval
+        if mode is not ApprovalMode.AUTO:
+            if not step.evidence.get("awaiting_reviewers"):
+                self.store.update_step(
+                    step.id,
+                    phase=StepPhase.RUNNING,
+                    now=self.clock.now(),
+                    evidence={"awaiting_reviewers": True},
+                )
+                self.record(
+                    env=incident.env,
+                    service=incident.service,
+                    kind=DecisionKind.STEP.value,
+                    reason=f"rollback run {run_id} waits for the {incident.env} environment's reviewers "
+                    f"(approval: {mode.value})",
+                    actor=Actor.AUTOMATIC.value,
+                    result="awaiting_approval",
+                    incident_id=incident.id,
+                )
+            return
+        pending = self.deployer.pending_deployments(run_id)
+        ids = [
+            int(p["environment"]["id"])
+            for p in pending
+            if p.get("environment", {}).get("name") == incident.env and p.get("current_user_can_approve")
+        ]
+        if not ids:
+            return  # not (yet) ours to approve; the run timeout escalates if nobody does
+        comment = (
+            f"approved by rollback-watchdog (approval: auto) for incident {incident.id}: {incident.reason}"
+        )
+        self.deployer.approve(run_id, ids, comment[:1000])
+        self.record(
+            env=incident.env,
+            service=incident.service,
+            kind=DecisionKind.STEP.value,
+            reason=f"approved the pending deployment of run {run_id} to {incident.env} with the "
+            "watchdog's own token (approval: auto, an explicit opt-in)",
+            actor=Actor.AUTOMATIC.value,
+            result="approved",
+            incident_id=incident.id,
+            evidence={"environment_ids": ids},
+        )
 
     def _smoke(self, incident: Incident, step: Step) -> dict[str, Any]:
         """Runbook step 4: health, dry-run claim and redeem, the PWA flow."""

@@ -391,3 +391,36 @@ def test_states_a_crash_can_leave_are_completed_on_the_next_tick(
     assert app.store.step(resolved, STEPS[-1]).phase == StepPhase.SUCCESSFUL.value
     assert dispatches(gh) == []  # mending bookkeeping never repeats an external effect
     app.close()
+
+
+def test_approval_auto_approves_the_pending_deployment_with_the_watchdogs_token(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    gh = make_github_emulator()  # prod requires alice or watchdog-bot (the watchdog's token)
+    app = build(tmp_path, service, gh, CONFIG.replace("approval: none", "approval: auto"))
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
+    reviews = gh.requests("POST", r"/pending_deployments$")
+    assert len(reviews) == 1 and reviews[0].request_json["state"] == "approved"
+    approved = [e for e in app.store.decisions(incident_id=incident_id) if e.result == "approved"]
+    assert len(approved) == 1 and "explicit opt-in" in approved[0].reason
+    app.close()
+
+
+def test_approval_reviewers_waits_and_says_so_once(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    gh = make_github_emulator()
+    app = build(tmp_path, service, gh, CONFIG.replace("approval: none", "approval: reviewers"))
+    incident_id = start_incident(app)
+    drive(app, incident_id, lambda: bool(gh.list_runs()) and gh.list_runs()[0]["status"] == "waiting")
+    for _ in range(5):
+        app.engine.tick()
+    assert gh.requests("POST", r"/pending_deployments$") == []  # never approves on its own
+    waiting = [e for e in app.store.decisions(incident_id=incident_id) if e.result == "awaiting_approval"]
+    assert len(waiting) == 1
+    gh.review(gh.list_runs()[0]["id"], "rejected", login="alice")
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
+    app.close()
