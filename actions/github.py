@@ -146,6 +146,20 @@ class DeployWorkflow:
             raise _classify(exc, f"list deployments to {environment}", self.clock.now()) from exc
         return None
 
+    def read_file(self, path: str, ref: str) -> str | None:
+        """A file's text at a ref through the contents API; None when it does not exist there."""
+        try:
+            content = self._gh.get_repo(self.repo_name).get_contents(path, ref=ref)
+        except GithubException as exc:
+            if exc.status == 404:
+                return None
+            raise _classify(exc, f"read {path} at {ref}", self.clock.now()) from exc
+        except Exception as exc:
+            raise _classify(exc, f"read {path} at {ref}", self.clock.now()) from exc
+        if isinstance(content, list):
+            raise ActionFailed(f"{path} at {ref} is a directory, not a file")
+        return content.decoded_content.decode()
+
     def pending_deployments(self, run_id: int) -> list[dict[str, Any]]:
         """Environments the run waits on for approval (PyGithub has no call for it: its requester)."""
         url = f"/repos/{self.repo_name}/actions/runs/{run_id}/pending_deployments"

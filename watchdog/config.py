@@ -362,6 +362,22 @@ class SourceConfig(Strict):
 # --------------------------------------------------------------------------- github, store
 
 
+class MigrationConfig(Strict):
+    """The migration gate: each release's manifest at its tag says which migrations it carries.
+
+    Format (JSON, at ``manifest_path`` in the repository): ``{"migrations": [{"id": "0007",
+    "reversible": true}, ...]}``. Migrations in the bad release but not in the target are
+    rolled back through the workflow input ``down_input`` when all are reversible; any irreversible
+    one stops the automatic rollback (the DB-restore runbook decides).
+    """
+
+    enabled: bool = True
+    manifest_path: str = "migrations/manifest.json"
+    down_input: str | None = Field(
+        default="migrate_down", description="Workflow input that receives the migrations to roll back."
+    )
+
+
 class GitHubConfig(Strict):
     api_url: str = "https://api.github.com"
     repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -377,6 +393,7 @@ class GitHubConfig(Strict):
         description="workflow_dispatch inputs; placeholders {env} {tag} {sha} {correlation_id} {reason}.",
     )
     correlation_input: str = "correlation_id"
+    migrations: MigrationConfig = Field(default_factory=MigrationConfig)
     dispatch_lookup_grace_s: float = Field(
         default=60.0,
         gt=0,

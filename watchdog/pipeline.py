@@ -9,6 +9,7 @@ by its correlation id.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ from watchdog.store import DecisionEntry, Incident, Release, Step, Store
 log = structlog.get_logger("watchdog.pipeline")
 
 #: The runbook's steps in order (runbook-rollback.de.md, "Schritte").
-STEPS = ("pin", "dispatch", "follow_run", "smoke", "post_rollback_watch", "resolve")
+STEPS = ("pin", "migration_gate", "dispatch", "follow_run", "smoke", "post_rollback_watch", "resolve")
 
 #: Retryable failures of one step before it escalates.
 MAX_ATTEMPTS = 6
@@ -142,6 +143,48 @@ class RollbackPipeline:
             raise StepFailed(f"the pinned release {good.tag} is the failing release itself")
         return {"tag": good.tag, "sha": good.sha, "run_id": good.run_id, "build_url": good.build_url}
 
+    def _manifest(self, ref: str) -> dict[str, bool] | None:
+        """Migration id → reversible, from the release's manifest; None when it has none."""
+        assert self.deployer is not None
+        path = self.cfg.github.migrations.manifest_path
+        text = self.deployer.read_file(path, ref)
+        if text is None:
+            return None
+        try:
+            items = json.loads(text)["migrations"]
+            return {str(m["id"]): bool(m["reversible"]) for m in items}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StepFailed(
+                f"{path} at {ref} is not a valid migration manifest ({exc}): the migration status is unclear"
+            ) from exc
+
+    def _migration_gate(self, incident: Incident, step: Step) -> dict[str, Any]:
+        """Runbook precondition and "DB-Migrationen": what the bad release migrated, and can it go back?"""
+        if not self.cfg.github.migrations.enabled:
+            return {"note": "migration gate disabled"}
+        if self.deployer is None:
+            raise StepFailed("GitHub is not configured: the migration status cannot be read")
+        bad, good = self._releases(incident)
+        assert good is not None
+        at_bad, at_good = self._manifest(bad.tag), self._manifest(good.tag)
+        if at_bad is None and at_good is None:
+            return {"note": "no migration manifest at either release", "down": []}
+        if at_bad is None:
+            raise StepFailed(
+                f"{bad.tag} has no migration manifest but {good.tag} has: the migration status is "
+                "unclear; check it by hand (restore-db.md)"
+            )
+        new = [mid for mid in at_bad if mid not in (at_good or {})]
+        irreversible = [mid for mid in new if not at_bad[mid]]
+        evidence = {"migrations_since_target": new, "irreversible": irreversible}
+        if irreversible:
+            raise StepFailed(
+                f"{bad.tag} ran irreversible migrations {', '.join(irreversible)}: no automatic code "
+                "rollback; a rollback needs the DB restore (restore-db.md)",
+                evidence,
+            )
+        return {**evidence, "down": list(reversed(new))}
+
     def _inputs(self, incident: Incident, good: Release) -> tuple[str, dict[str, str]]:
         gh = self.cfg.github
         values = {
@@ -154,6 +197,9 @@ class RollbackPipeline:
         }
         inputs = {k: v.format(**values) for k, v in gh.inputs.items()}
         inputs.setdefault(gh.correlation_input, incident.correlation_id)
+        down = self.store.step(incident.id, "migration_gate").evidence.get("down") or []
+        if down and gh.migrations.down_input:
+            inputs[gh.migrations.down_input] = ",".join(down)
         return gh.ref.format(**values), inputs
 
     def _dispatch(self, incident: Incident, step: Step) -> dict[str, Any] | None:

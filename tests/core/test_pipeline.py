@@ -4,6 +4,7 @@ and a real demo service for the smoke checks and the post-rollback watch.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -15,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from actions.github import DeployWorkflow
+from tests.fixtures.github import MANIFEST_V1, MANIFEST_V2
 from watchdog.app import App
 from watchdog.clock import RealClock
 from watchdog.config import WatchdogConfig, parse_config
 from watchdog.demo.service import ServiceProcess
-from watchdog.emulator.github import Exchange, GitHubEmulator, RunContext
+from watchdog.emulator.github import Exchange, GitHubEmulator, RunContext, WorkflowInput, deploy_workflow
 from watchdog.phases import DecisionKind, IncidentPhase, StepPhase
 from watchdog.pipeline import STEPS
 from watchdog.sources.scrape import ScrapeSource
@@ -423,4 +425,42 @@ def test_approval_reviewers_waits_and_says_so_once(
     gh.review(gh.list_runs()[0]["id"], "rejected", login="alice")
     drive(app, incident_id, finished(app, incident_id))
     assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
+    app.close()
+
+
+def test_irreversible_migrations_stop_the_automatic_rollback(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    files = {
+        "v1.0.0": {"migrations/manifest.json": MANIFEST_V1},
+        "v1.1.0": {"migrations/manifest.json": MANIFEST_V2},
+    }
+    gh = make_github_emulator(files=files, **NO_REVIEWERS)
+    app = build(tmp_path, service, gh)
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
+    assert dispatches(gh) == []  # no code rollback over an irreversible migration
+    last = app.store.decisions(incident_id=incident_id)[-1]
+    assert last.kind == DecisionKind.ESCALATED.value
+    assert "irreversible migrations 0002" in last.reason and "restore-db.md" in last.reason
+    app.close()
+
+
+def test_reversible_migrations_go_down_with_the_code(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    v3 = (
+        '{"migrations": [{"id": "0001", "reversible": true}, {"id": "0002", "reversible": true}, '
+        '{"id": "0003", "reversible": true}]}'
+    )
+    files = {"v1.0.0": {"migrations/manifest.json": MANIFEST_V1}, "v1.1.0": {"migrations/manifest.json": v3}}
+    base = deploy_workflow()
+    workflow = dataclasses.replace(base, inputs={**base.inputs, "migrate_down": WorkflowInput(default="")})
+    gh = make_github_emulator(files=files, workflows=[workflow], **NO_REVIEWERS)
+    app = build(tmp_path, service, gh)
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
+    assert dispatches(gh)[0].request_json["inputs"]["migrate_down"] == "0003,0002"
     app.close()
