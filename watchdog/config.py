@@ -223,15 +223,30 @@ class SmokeCheck(Strict):
 
 
 class DampeningAction(Strict):
-    """An HTTP call that dampens traffic or jobs during a rollback, with the call that undoes it."""
+    """Something that dampens traffic or jobs during a rollback (runbook step 2), with its undo.
+
+    ``kind: http`` calls ``url`` (header values may be secrets by reference); ``kind: command``
+    runs ``argv`` directly, never through a shell.
+    """
 
     name: str
+    kind: Literal["http", "command"] = "http"
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    url: str
-    headers: dict[str, SecretStr | str] = Field(default_factory=dict)
+    url: str | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
     json_body: Any = None
     expect_status: list[int] = Field(default_factory=lambda: [200, 201, 202, 204])
+    argv: list[str] | None = Field(default=None, min_length=1)
+    timeout_s: float = Field(default=10.0, gt=0)
     undo: DampeningAction | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> DampeningAction:
+        if self.kind == "http" and not self.url:
+            raise ValueError("an http action needs 'url'")
+        if self.kind == "command" and not self.argv:
+            raise ValueError("a command action needs 'argv'")
+        return self
 
 
 class ServiceConfig(Strict):

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import structlog
 
+from actions.dampen import run_action
 from actions.github import DeployWorkflow, RunInfo
 from actions.smoke import run_checks
 from watchdog.clock import Clock
@@ -27,7 +28,17 @@ from watchdog.store import DecisionEntry, Incident, Release, Step, Store
 log = structlog.get_logger("watchdog.pipeline")
 
 #: The runbook's steps in order (runbook-rollback.de.md, "Schritte").
-STEPS = ("pin", "migration_gate", "dispatch", "follow_run", "smoke", "post_rollback_watch", "resolve")
+STEPS = (
+    "pin",
+    "dampen",
+    "migration_gate",
+    "dispatch",
+    "follow_run",
+    "smoke",
+    "undo_dampening",
+    "post_rollback_watch",
+    "resolve",
+)
 
 #: Retryable failures of one step before it escalates.
 MAX_ATTEMPTS = 6
@@ -142,6 +153,36 @@ class RollbackPipeline:
         if good.id == bad.id:
             raise StepFailed(f"the pinned release {good.tag} is the failing release itself")
         return {"tag": good.tag, "sha": good.sha, "run_id": good.run_id, "build_url": good.build_url}
+
+    def _dampen(self, incident: Incident, step: Step) -> dict[str, Any]:
+        """Runbook step 2: flags off, workers paused; each action once, even across a restart."""
+        actions = self.cfg.service(incident.service).dampening.get(incident.env, [])
+        done = list(step.evidence.get("done", []))
+        for action in actions:
+            if action.name in done:
+                continue
+            run_action(self.http, action)
+            done.append(action.name)
+            self.store.update_step(
+                step.id, phase=StepPhase.RUNNING, now=self.clock.now(), evidence={"done": done}
+            )
+        return {"done": done}
+
+    def _undo_dampening(self, incident: Incident, step: Step) -> dict[str, Any]:
+        """Undo what was dampened, newest first (kept as it is when the rollback escalates)."""
+        actions = {a.name: a for a in self.cfg.service(incident.service).dampening.get(incident.env, [])}
+        dampened = self.store.step(incident.id, "dampen").evidence.get("done", [])
+        undone = list(step.evidence.get("undone", []))
+        for name in reversed(dampened):
+            action = actions.get(name)
+            if action is None or action.undo is None or name in undone:
+                continue
+            run_action(self.http, action.undo)
+            undone.append(name)
+            self.store.update_step(
+                step.id, phase=StepPhase.RUNNING, now=self.clock.now(), evidence={"undone": undone}
+            )
+        return {"undone": undone}
 
     def _manifest(self, ref: str) -> dict[str, bool] | None:
         """Migration id → reversible, from the release's manifest; None when it has none."""

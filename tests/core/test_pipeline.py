@@ -5,13 +5,16 @@ and a real demo service for the smoke checks and the post-rollback watch.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -463,4 +466,77 @@ def test_reversible_migrations_go_down_with_the_code(
     drive(app, incident_id, finished(app, incident_id))
     assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
     assert dispatches(gh)[0].request_json["inputs"]["migrate_down"] == "0003,0002"
+    app.close()
+
+
+class _Jobs(BaseHTTPRequestHandler):
+    """A stand-in for the jobs service's admin API: records what the watchdog asked."""
+
+    calls: ClassVar[list[tuple[str, str, float]]] = []
+
+    def do_POST(self) -> None:
+        _Jobs.calls.append((self.path, self.headers.get("Authorization", ""), time.time()))
+        self.send_response(503 if self.path == "/flaky" and len(_Jobs.calls) == 1 else 204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_dampening_runs_before_the_dispatch_and_is_undone_after_the_smoke_checks(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    jobs = ThreadingHTTPServer(("127.0.0.1", 0), _Jobs)
+    threading.Thread(target=jobs.serve_forever, daemon=True).start()
+    _Jobs.calls = []
+    url = f"http://127.0.0.1:{jobs.server_address[1]}"
+    flag = tmp_path / "read-only"
+
+    def mark(word: str) -> str:  # a command that notes when it ran
+        return f"import time; print('{word}', time.time(), file=open('{flag}', 'a'))"
+
+    dampening = f"""    dampening:
+      prod:
+        - name: pause-workers
+          url: {url}/pause
+          headers: {{Authorization: "Bearer ${{JOBS_TOKEN}}"}}
+          undo:
+            name: resume-workers
+            url: {url}/resume
+            headers: {{Authorization: "Bearer ${{JOBS_TOKEN}}"}}
+        - name: read-only
+          kind: command
+          argv: ["{sys.executable}", "-c", "{mark("on")}"]
+          undo:
+            name: read-write
+            kind: command
+            argv: ["{sys.executable}", "-c", "{mark("off")}"]
+"""
+    gh = make_github_emulator(**NO_REVIEWERS)
+    env = {
+        "SVC": service.url,
+        "GH": gh.url,
+        "TOKEN": TOKEN,
+        "DB": f"sqlite:///{tmp_path / 'wd.db'}",
+        "JOBS_TOKEN": "jobs-s3cret",
+    }
+    cfg = parse_config(CONFIG + dampening, "test.yaml", env=env)
+    app = App.build(cfg, RealClock(), smoke_retry_delay_s=0.1)
+    app.engine.pin("prod", "stamps-api", ReleaseRef("v1.0.0", "1" * 40), actor="alice", reason="seed")
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
+    dispatched = dispatches(gh)[0].at
+    (pause, auth, paused_at), (resume, _, resumed_at) = _Jobs.calls
+    assert (pause, resume, auth) == ("/pause", "/resume", "Bearer jobs-s3cret")
+    marks = [line.split() for line in flag.read_text().splitlines()]
+    assert [m[0] for m in marks] == ["on", "off"]
+    assert (
+        paused_at < float(marks[0][1]) < dispatched < float(marks[1][1]) < resumed_at
+    )  # undone newest first
+    undo = app.store.step(incident_id, "undo_dampening")
+    smoke = app.store.step(incident_id, "smoke")
+    assert undo.evidence["undone"] == ["read-only", "pause-workers"] and undo.started_at >= smoke.ended_at
+    assert "jobs-s3cret" not in json.dumps([e.evidence for e in app.store.decisions()])
+    jobs.shutdown()
     app.close()
