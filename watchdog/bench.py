@@ -130,6 +130,7 @@ def bench_config(source: ReplaySource, store_url: str = "sqlite://") -> Watchdog
         post_rollback_watch_s=1800.0,
         alpha=ALPHA,
         calibration_s=max(0.0, sc.deploy_at - sc.start),
+        rollback_cooldown_s=0.0,  # scenarios are independent deploys: the loop guard is not what is measured
     )
     return WatchdogConfig(
         tick_s=sc.step_s,
