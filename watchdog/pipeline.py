@@ -82,10 +82,6 @@ class RollbackPipeline:
         if incident.phase == IncidentPhase.ESCALATED.value:
             return
         if incident.phase == IncidentPhase.RESOLVED.value:
-            # resolved, but the process may have died before the resolve step was marked done
-            last = self.store.step(incident.id, STEPS[-1])
-            if last.phase != StepPhase.SUCCESSFUL.value:
-                self._transition(incident, last, StepPhase.SUCCESSFUL, "successful", {})
             return
         for name in STEPS:
             step = self.store.step(incident.id, name)
@@ -117,8 +113,7 @@ class RollbackPipeline:
             if result is None:
                 return  # waiting on the outside world; resume at the next tick
             if self.store.incident(incident.id).phase == IncidentPhase.RESOLVED.value:
-                self.advance(incident.id)  # the resolve step: its bookkeeping is the resolved branch
-                return
+                return  # the resolve step completed itself with the resolution
             self._transition(incident, step, StepPhase.SUCCESSFUL, "successful", result, outcome="ok")
 
     def _retry(self, incident: Incident, step: Step, exc: ActionRetryable) -> None:
@@ -443,6 +438,7 @@ class RollbackPipeline:
             incident.id,
             IncidentPhase.RESOLVED,
             now,
+            complete_step=step.id,  # one transaction: a crash leaves the incident open or fully resolved
             log={
                 "at": now,
                 "env": incident.env,

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from watchdog.errors import StoreError
-from watchdog.phases import IncidentPhase, ReleaseStatus, StepPhase, WatchKind, WatchPhase
+from watchdog.phases import DecisionKind, IncidentPhase, ReleaseStatus, StepPhase, WatchKind, WatchPhase
 from watchdog.store.models import (
     DecisionEntry,
     DeployEvent,
@@ -417,13 +417,29 @@ class Store:
         phase: IncidentPhase,
         now: float | None = None,
         log: dict[str, Any] | None = None,
+        complete_step: int | None = None,
     ) -> DecisionEntry | None:
-        """Change the incident's phase; ``log`` (decision fields) is written in the same transaction."""
+        """Change the incident's phase; ``log`` (decision fields) is written in the same transaction,
+        and ``complete_step`` (a step id) is marked successful in it too."""
         with self.session() as s:
             row = _get(s, Incident, incident_id)
             row.phase = phase.value
             if phase in (IncidentPhase.RESOLVED, IncidentPhase.ESCALATED):
                 row.ended_at = now
+            if complete_step is not None:
+                step = _get(s, Step, complete_step)
+                step.phase, step.ended_at, step.outcome = StepPhase.SUCCESSFUL.value, now, "ok"
+                if log is not None:
+                    _decision(
+                        s,
+                        **{
+                            **log,
+                            "kind": DecisionKind.STEP.value,
+                            "reason": f"step {step.name} successful",
+                            "result": "successful",
+                            "evidence": {"step": step.name, "attempts": step.attempts},
+                        },
+                    )
             return None if log is None else _decision(s, **log)
 
     def step(self, incident_id: int, name: str) -> Step:
