@@ -150,7 +150,8 @@ class RollbackPipeline:
         return {"tag": good.tag, "sha": good.sha, "run_id": good.run_id, "build_url": good.build_url}
 
     def _dampen(self, incident: Incident, step: Step) -> dict[str, Any]:
-        """Runbook step 2: flags off, workers paused; each action once, even across a restart."""
+        """Runbook step 2: flags off, workers paused. Each completed action is recorded, so a restart
+        skips it; only an action cut off mid-call by a crash runs again (make them idempotent)."""
         actions = self.cfg.service(incident.service).dampening.get(incident.env, [])
         done = list(step.evidence.get("done", []))
         for action in actions:
