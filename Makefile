@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make demo   — the whole loop on loopback (installs the project into .venv first)
-#   make test   — installs what the tests need (Debian's prometheus included) and runs
+#   make test   — installs what the tests need (Debian's prometheus and postgresql) and runs
 #                 ruff, mypy and the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
