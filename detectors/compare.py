@@ -97,7 +97,6 @@ class ShareTest:
     canary_bad: np.ndarray = field(init=False)
     baseline_bad: np.ndarray = field(init=False)
     exposure: np.ndarray = field(init=False)  # Σ k_i ρ_i: the canary's expected bad events under H0
-    intervals: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.llr = np.zeros((self.n, RATIO_GRID.size))
@@ -124,7 +123,6 @@ class ShareTest:
         self.canary_bad += np.where(usable, c, 0.0)
         self.baseline_bad += np.where(usable, b, 0.0)
         self.exposure += np.where(usable, (c + b) * rho, 0.0)
-        self.intervals += 1
 
     def log_e(self) -> tuple[np.ndarray, np.ndarray]:
         """Log e-values (fail direction, pass direction) per service, tempered by φ."""

@@ -256,7 +256,6 @@ class ServiceConfig(Strict):
     cohort_label: str = "cohort"
     canary_value: str = "canary"
     baseline_value: str = "baseline"
-    all_value: str = Field(default="all", description="Cohort value when there is no canary.")
     base_urls: dict[str, str] = Field(default_factory=dict, description="Per environment, for smoke checks.")
     signals: list[Signal]
     smoke_checks: list[SmokeCheck] = Field(default_factory=list)

@@ -315,23 +315,27 @@ class RollbackPipeline:
         assert self.deployer is not None
         mode = self.cfg.env(incident.env).approval
         if mode is not ApprovalMode.AUTO:
-            if not step.evidence.get("awaiting_reviewers"):
-                self.store.update_step(
+            if not step.evidence.get("awaiting_reviewers"):  # the flag and its log entry commit together
+                now = self.clock.now()
+                _, entry = self.store.step_transition(
                     step.id,
                     phase=StepPhase.RUNNING,
-                    now=self.clock.now(),
+                    now=now,
                     evidence={"awaiting_reviewers": True},
+                    log={
+                        "at": now,
+                        "env": incident.env,
+                        "service": incident.service,
+                        "kind": DecisionKind.STEP.value,
+                        "reason": f"rollback run {run_id} waits for the {incident.env} environment's "
+                        f"reviewers (approval: {mode.value})",
+                        "actor": Actor.AUTOMATIC.value,
+                        "result": "awaiting_approval",
+                        "incident_id": incident.id,
+                    },
                 )
-                self.record(
-                    env=incident.env,
-                    service=incident.service,
-                    kind=DecisionKind.STEP.value,
-                    reason=f"rollback run {run_id} waits for the {incident.env} environment's reviewers "
-                    f"(approval: {mode.value})",
-                    actor=Actor.AUTOMATIC.value,
-                    result="awaiting_approval",
-                    incident_id=incident.id,
-                )
+                if entry is not None:
+                    self.notify(entry)
             return
         pending = self.deployer.pending_deployments(run_id)
         ids = [

@@ -178,12 +178,6 @@ def steps_for(obs: Observations, seconds: float) -> int:
     return max(1, round(seconds / obs.step_s))
 
 
-def first_true(mask: np.ndarray, start: int) -> int | None:
-    """The first index ≥ ``start`` where ``mask`` holds, if any."""
-    hits = np.flatnonzero(np.asarray(mask, dtype=bool)[start:])
-    return int(hits[0]) + start if hits.size else None
-
-
 def finite_or_none(value: float | None) -> float | None:
     """A number for the evidence: NaN and infinities become None so the evidence stays valid JSON."""
     return value if value is not None and math.isfinite(value) else None

@@ -434,15 +434,6 @@ def score(results: Iterable[MetricResult], group_weights: Mapping[str, float] | 
     return ScoreResult(_round_half_up(summary, 2), None, group_scores)
 
 
-def classify_score(summary: float, pass_threshold: float, marginal_threshold: float) -> str:
-    """``ThresholdScoreClassifier``: Pass at or above pass, Marginal at or above marginal, else Fail."""
-    if summary >= pass_threshold:
-        return "Pass"
-    if summary >= marginal_threshold:
-        return "Marginal"
-    return "Fail"
-
-
 def judge_metric(
     name: str,
     control: Sequence[float] | np.ndarray,

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.scenarios import write_scenario
 from watchdog.config import EnvironmentPolicy, LatencySignal, RatioSignal, SeriesRef, ServiceConfig
 from watchdog.evaluate import WatchEvaluator, signal_alpha
@@ -86,3 +88,33 @@ def test_latency_waits_for_the_warm_up(tmp_path: Path) -> None:
     first = ev.advance(sc.deploy_at + 15)[0]
     assert first.state is SignalState.NO_DATA and "warming up" in first.summary
     assert ev.advance(sc.deploy_at + 120)[0].state is SignalState.FAIL
+
+
+def test_latency_against_its_slo_when_there_is_no_baseline(tmp_path: Path) -> None:
+    """Requests above the threshold's bucket against 1 − quantile, decided by the SLO test."""
+    alone = ServiceConfig(name="s", baseline_value="nobody", signals=[P95])  # no baseline to compare with
+
+    def last(path: Path) -> object:
+        src = ReplaySource(path)
+        sc = src.scenario
+        ev = WatchEvaluator(
+            alone,
+            src,
+            EnvironmentPolicy(warmup_s=0, calibration_s=0),
+            watch_start=sc.deploy_at,
+            alpha=0.01,
+            lookback_s=60,
+            step_s=15,
+        )
+        return ev.advance(sc.end)[0]
+
+    slow = last(write_scenario(tmp_path / "slow", slow_after=0.2, minutes_after=5))
+    assert slow.state is SignalState.FAIL and slow.slo_breach is not None
+    assert (
+        slow.verdict.evidence["slo"] == pytest.approx(0.05)
+        and slow.verdict.evidence["bad"] > 0.1 * slow.verdict.evidence["total"]
+    )
+    fast = last(write_scenario(tmp_path / "fast", slow_after=0.01, minutes_after=30))
+    assert fast.state is SignalState.PASS and fast.slo_breach is None
+    quiet = last(write_scenario(tmp_path / "quiet", rps=0.0, minutes_after=5))
+    assert quiet.state is SignalState.NO_DATA

@@ -3,29 +3,12 @@ import math
 import pytest
 
 from detectors.gauge import gauge_limit
-from detectors.latency import histogram_quantile, latency_exceedance, pick_bound
+from detectors.latency import histogram_quantile, pick_bound
 from detectors.probe import probe_k_of_n
 from detectors.rate import rate_bound
 from detectors.verdict import Outcome
 
 BOUNDS = [0.1, 0.3, 0.5, math.inf]
-
-
-def test_latency_fails_when_too_many_requests_exceed_the_threshold() -> None:
-    v = latency_exceedance(BOUNDS, [800, 900, 950, 1000], 0.95, 0.3, 0.01)
-    assert v.outcome is Outcome.FAIL
-    assert v.evidence["bucket_bound_s"] == 0.3
-    assert v.evidence["bad"] == 100 and v.evidence["total"] == 1000
-
-
-def test_latency_passes_a_fast_release_and_shows_a_quantile() -> None:
-    v = latency_exceedance(BOUNDS, [900, 995, 998, 1000], 0.95, 0.3, 0.01)
-    assert v.outcome is Outcome.PASS
-    assert 0.1 < v.evidence["estimated_quantile_s"] < 0.3
-
-
-def test_latency_without_requests_is_no_data() -> None:
-    assert latency_exceedance(BOUNDS, [0, 0, 0, 0], 0.95, 0.3, 0.01).outcome is Outcome.NO_DATA
 
 
 def test_threshold_between_bounds_rounds_up_to_fewer_false_alarms() -> None:

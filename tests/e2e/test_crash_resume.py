@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fixtures.daemon import daemon_config, wait_for
 from watchdog.clock import RealClock
 from watchdog.demo.service import ServiceProcess
 from watchdog.demo.traffic import Target, TrafficGenerator
@@ -25,47 +26,7 @@ from watchdog.store import Store
 pytestmark = pytest.mark.slow
 
 TOKEN = "ghp_crashtesttoken000000000000000000000"
-CONFIG = """
-version: 1
-tick_s: 0.3
-demo_note: test timings (post-rollback watch of 4 s)
-source:
-  kind: scrape
-  lookback_s: 30
-  scrape:
-    interval_s: 0.3
-    targets: [{url: "${SVC}/metrics", labels: {job: stamps-api}}]
-github:
-  api_url: ${GH}
-  repo: acme/stamps
-  token: ${GITHUB_TOKEN}
-  run_timeout_s: 60
-  dispatch_lookup_grace_s: 2
-store: {url: "${DB}"}
-environments:
-  prod: {approval: none, watch_s: 120, post_rollback_watch_s: 4}
-services:
-  - name: stamps-api
-    match: {job: stamps-api}
-    base_urls: {prod: "${SVC}"}
-    signals:
-      - name: http_5xx
-        kind: ratio
-        bad: {metric: http_requests_total, match: {code: "=~5.."}}
-        total: {metric: http_requests_total}
-        slo: 0.01
-    smoke_checks:
-      - {name: health, path: /health, expect_json: {status: ok}}
-"""
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+CONFIG = daemon_config(0.3, 4, dispatch_lookup_grace_s=2)
 
 
 def test_sigkill_at_every_step_still_gives_one_dispatch_and_a_complete_log(
@@ -133,7 +94,7 @@ def test_sigkill_at_every_step_still_gives_one_dispatch_and_a_complete_log(
 
                 if store.incident(incident_id).phase == IncidentPhase.RESOLVED.value:
                     break
-                wait_for(reached, 60, f"step {name}")
+                wait_for(reached, 60, f"step {name}", poll_s=0.05)
                 daemon.send_signal(signal.SIGKILL)  # no clean-up, no flush: like a node dying
                 daemon.wait(timeout=10)
                 kills.append(name)

@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.fixtures.daemon import daemon_config, wait_for
 from watchdog.clock import RealClock
 from watchdog.demo.service import ServiceProcess
 from watchdog.demo.traffic import Target, TrafficGenerator
@@ -24,52 +24,13 @@ from watchdog.emulator.github import GitHubEmulator, RunContext
 pytestmark = pytest.mark.slow
 
 TOKEN = "ghp_daemontesttoken00000000000000000000"
-CONFIG = """
-version: 1
-tick_s: 0.5
-demo_note: test timings (post-rollback watch of 3 s)
-source:
-  kind: scrape
-  lookback_s: 30
-  scrape:
-    interval_s: 0.5
-    targets: [{url: "${SVC}/metrics", labels: {job: stamps-api}}]
-github:
-  api_url: ${GH}
-  repo: acme/stamps
-  token: ${GITHUB_TOKEN}
-  run_timeout_s: 60
-store: {url: "${DB}"}
-environments:
-  prod: {approval: none, watch_s: 120, post_rollback_watch_s: 3}
-services:
-  - name: stamps-api
-    match: {job: stamps-api}
-    base_urls: {prod: "${SVC}"}
-    signals:
-      - name: http_5xx
-        kind: ratio
-        bad: {metric: http_requests_total, match: {code: "=~5.."}}
-        total: {metric: http_requests_total}
-        slo: 0.01
-    smoke_checks:
-      - {name: health, path: /health, expect_json: {status: ok}}
-"""
+CONFIG = daemon_config(0.5, 3)
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "watchdog", *args], capture_output=True, text=True, env=env, timeout=60
     )
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_daemon_detects_rolls_back_and_logs(

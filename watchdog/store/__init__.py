@@ -526,38 +526,10 @@ class Store:
 
     # ------------------------------------------------------------------ decision log
 
-    def log_decision(
-        self,
-        *,
-        at: float,
-        env: str,
-        service: str,
-        kind: str,
-        reason: str,
-        actor: str,
-        result: str,
-        evidence: dict[str, Any] | None = None,
-        from_release: Release | None = None,
-        to_release: Release | None = None,
-        watch_id: int | None = None,
-        incident_id: int | None = None,
-    ) -> DecisionEntry:
+    def log_decision(self, **fields: Any) -> DecisionEntry:
+        """Append one entry to the decision log (the fields of ``_decision``)."""
         with self.session() as s:
-            return _decision(
-                s,
-                at=at,
-                env=env,
-                service=service,
-                kind=kind,
-                reason=reason,
-                actor=actor,
-                result=result,
-                evidence=evidence,
-                from_release=from_release,
-                to_release=to_release,
-                watch_id=watch_id,
-                incident_id=incident_id,
-            )
+            return _decision(s, **fields)
 
     def decisions(
         self, env: str | None = None, limit: int | None = None, incident_id: int | None = None
