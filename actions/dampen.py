@@ -1,21 +1,41 @@
 """Dampening (runbook step 2): flags off, workers paused, read-only mode — and undoing it.
 
-Each action is an HTTP call or a command (argv, no shell). A failure that may pass on retry
-(timeout, connection error, 5xx, 429) is ``ActionRetryable``; an unexpected answer is final.
+Each action is an HTTP call, a command (argv, no shell) or a set of Unleash feature flags
+(``actions.unleash``). A failure that may pass on retry (timeout, connection error, 5xx, 429) is
+``ActionRetryable``; an unexpected answer is final.
 """
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
+from actions import unleash
 from watchdog.config import DampeningAction
 from watchdog.errors import ActionFailed, ActionRetryable
 
 
-def run_action(client: httpx.Client, action: DampeningAction) -> dict[str, Any]:
+def run_action(
+    client: httpx.Client,
+    action: DampeningAction,
+    prior: Mapping[str, bool] | None = None,
+    on_prior: unleash.PriorCallback | None = None,
+) -> dict[str, Any]:
+    """Run one action; returns its evidence (for ``kind: unleash`` what :func:`undo_action` needs).
+
+    ``prior`` and ``on_prior`` matter to ``kind: unleash`` only: persist the flag states handed to
+    ``on_prior`` (before any flag is switched) and pass them back as ``prior`` when the action runs
+    again after a crash, so the undo restores the original states (see ``actions.unleash.dampen``).
+    """
+    if action.kind == "unleash":
+        assert action.unleash is not None
+        with _named(action):
+            flags = unleash.dampen(client, action.unleash, action.timeout_s, prior=prior, on_prior=on_prior)
+        return {"action": action.name, "kind": "unleash", **flags}
     if action.kind == "command":
         assert action.argv is not None
         try:
@@ -44,3 +64,38 @@ def run_action(client: httpx.Client, action: DampeningAction) -> dict[str, Any]:
     raise ActionFailed(
         f"{action.name}: {action.method} answered {resp.status_code}, expected {action.expect_status}"
     )
+
+
+def undo_action(
+    client: httpx.Client, action: DampeningAction, evidence: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """Undo one dampening action; returns the undo's evidence, or None when there is nothing to undo.
+
+    ``kind: unleash`` restores the flags to the prior states in ``evidence`` (what ``run_action``
+    returned, or at least ``{"prior": …}`` as persisted through ``on_prior``); None when no prior
+    states were recorded, because then no flag was switched. Other kinds run ``action.undo``.
+    """
+    if action.kind != "unleash":
+        return None if action.undo is None else run_action(client, action.undo)
+    assert action.unleash is not None
+    prior = (evidence or {}).get("prior")
+    if prior is None:
+        return None
+    if not isinstance(prior, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, bool) for k, v in prior.items()
+    ):
+        raise ActionFailed(f"{action.name}: the recorded prior flag states are not flag → true/false")
+    with _named(action):
+        flags = unleash.restore(client, action.unleash, prior, action.timeout_s)
+    return {"action": action.name, "kind": "unleash", **flags}
+
+
+@contextmanager
+def _named(action: DampeningAction) -> Iterator[None]:
+    """Prefix failures with the action's name, keeping whether they are retryable."""
+    try:
+        yield
+    except ActionRetryable as exc:
+        raise ActionRetryable(f"{action.name}: {exc}", exc.retry_after) from exc
+    except ActionFailed as exc:
+        raise ActionFailed(f"{action.name}: {exc}") from exc
