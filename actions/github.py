@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from github import Auth, Github, GithubException
@@ -34,7 +35,7 @@ class RunInfo:
         return self.status == "completed"
 
 
-def _classify(exc: Exception, what: str, now: float) -> ActionFailed:
+def github_error(exc: Exception, what: str, now: float) -> ActionFailed:
     """Map PyGithub/requests failures onto retryable vs final, honouring rate-limit headers."""
     if isinstance(exc, GithubException):
         headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
@@ -65,6 +66,13 @@ def _info(run: WorkflowRun) -> RunInfo:
     )
 
 
+def _reviewer_name(entry: dict[str, Any], owner: str) -> str:
+    who = entry.get("reviewer") or {}
+    if entry.get("type") == "Team":
+        return f"{owner}/{who.get('slug') or who.get('name')}"
+    return str(who.get("login"))
+
+
 class DeployWorkflow:
     """Dispatch and follow runs of one workflow in one repository."""
 
@@ -90,12 +98,17 @@ class DeployWorkflow:
         )
         self._workflow: Workflow | None = None
 
+    @property
+    def github(self) -> Github:
+        """The PyGithub client, shared with the incident tickets (one connection pool, one token)."""
+        return self._gh
+
     def _wf(self) -> Workflow:
         if self._workflow is None:
             try:
                 self._workflow = self._gh.get_repo(self.repo_name).get_workflow(self.workflow_id)
             except Exception as exc:
-                raise _classify(exc, f"get workflow {self.workflow_id}", self.clock.now()) from exc
+                raise github_error(exc, f"get workflow {self.workflow_id}", self.clock.now()) from exc
         return self._workflow
 
     def dispatch(self, ref: str, inputs: dict[str, str], *, details: bool = True) -> RunInfo | None:
@@ -108,7 +121,7 @@ class DeployWorkflow:
                 else wf.create_dispatch(ref, inputs, throw=True)
             )
         except Exception as exc:
-            raise _classify(exc, f"dispatch {self.workflow_id} at {ref}", self.clock.now()) from exc
+            raise github_error(exc, f"dispatch {self.workflow_id} at {ref}", self.clock.now()) from exc
         if isinstance(result, WorkflowRun):
             return RunInfo(id=result.id, status="queued", conclusion=None, html_url=result.html_url)
         return None
@@ -121,7 +134,7 @@ class DeployWorkflow:
                 if correlation_id in (getattr(run, "display_title", None) or run.name or ""):
                     return _info(run)
         except Exception as exc:
-            raise _classify(exc, f"list runs of {self.workflow_id}", self.clock.now()) from exc
+            raise github_error(exc, f"list runs of {self.workflow_id}", self.clock.now()) from exc
         return None
 
     def last_successful_deployment(self, environment: str) -> dict[str, Any] | None:
@@ -143,7 +156,7 @@ class DeployWorkflow:
                         "build_url": latest.log_url or latest.target_url or None,
                     }
         except Exception as exc:
-            raise _classify(exc, f"list deployments to {environment}", self.clock.now()) from exc
+            raise github_error(exc, f"list deployments to {environment}", self.clock.now()) from exc
         return None
 
     def read_file(self, path: str, ref: str) -> str | None:
@@ -153,9 +166,9 @@ class DeployWorkflow:
         except GithubException as exc:
             if exc.status == 404:
                 return None
-            raise _classify(exc, f"read {path} at {ref}", self.clock.now()) from exc
+            raise github_error(exc, f"read {path} at {ref}", self.clock.now()) from exc
         except Exception as exc:
-            raise _classify(exc, f"read {path} at {ref}", self.clock.now()) from exc
+            raise github_error(exc, f"read {path} at {ref}", self.clock.now()) from exc
         if isinstance(content, list):
             raise ActionFailed(f"{path} at {ref} is a directory, not a file")
         return content.decoded_content.decode()
@@ -166,8 +179,26 @@ class DeployWorkflow:
         try:
             _, data = self._gh.requester.requestJsonAndCheck("GET", url)
         except Exception as exc:
-            raise _classify(exc, f"list pending deployments of run {run_id}", self.clock.now()) from exc
+            raise github_error(exc, f"list pending deployments of run {run_id}", self.clock.now()) from exc
         return list(data or [])
+
+    def required_reviewers(self, environment: str) -> list[str] | None:
+        """Who must approve deployments to ``environment`` (users as ``login``, teams as
+        ``org/slug``), or None when GitHub requires no reviewers there (or has no such environment)."""
+        url = f"/repos/{self.repo_name}/environments/{quote(environment, safe='')}"
+        try:
+            _, data = self._gh.requester.requestJsonAndCheck("GET", url)
+        except GithubException as exc:
+            if exc.status == 404:
+                return None
+            raise github_error(exc, f"get environment {environment}", self.clock.now()) from exc
+        except Exception as exc:
+            raise github_error(exc, f"get environment {environment}", self.clock.now()) from exc
+        owner = self.repo_name.split("/")[0]
+        for rule in (data or {}).get("protection_rules") or []:
+            if rule.get("type") == "required_reviewers":
+                return [_reviewer_name(r, owner) for r in rule.get("reviewers") or []]
+        return None
 
     def approve(self, run_id: int, environment_ids: list[int], comment: str) -> None:
         """Approve the run's pending deployments to these environments with the watchdog's own token."""
@@ -176,10 +207,18 @@ class DeployWorkflow:
         try:
             self._gh.requester.requestJsonAndCheck("POST", url, input=body)
         except Exception as exc:
-            raise _classify(exc, f"approve run {run_id}", self.clock.now()) from exc
+            raise github_error(exc, f"approve run {run_id}", self.clock.now()) from exc
 
     def run(self, run_id: int) -> RunInfo:
         try:
             return _info(self._gh.get_repo(self.repo_name).get_workflow_run(run_id))
         except Exception as exc:
-            raise _classify(exc, f"get run {run_id}", self.clock.now()) from exc
+            raise github_error(exc, f"get run {run_id}", self.clock.now()) from exc
+
+    def cancel(self, run_id: int) -> None:
+        """Cancel a run (one that waits for approvals nobody gave must not deploy later, unwatched)."""
+        url = f"/repos/{self.repo_name}/actions/runs/{run_id}/cancel"
+        try:
+            self._gh.requester.requestJsonAndCheck("POST", url)
+        except Exception as exc:
+            raise github_error(exc, f"cancel run {run_id}", self.clock.now()) from exc

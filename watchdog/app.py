@@ -7,14 +7,17 @@ the parts fit together. Outside clients (HTTP, GitHub) can be handed in, as http
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
 import structlog
+from actions.pagerduty import PagerDuty
 from apscheduler.schedulers.background import BackgroundScheduler
+from pydantic import BaseModel, SecretStr
 
 from actions.github import DeployWorkflow
+from actions.tickets import IncidentTickets
 from watchdog import __version__
 from watchdog.clock import Clock
 from watchdog.config import WatchdogConfig
@@ -57,15 +60,23 @@ def build_source(cfg: WatchdogConfig, clock: Clock, http: httpx.Client | None = 
     return ReplaySource(src.replay.path)
 
 
+def _secret_values(node: object) -> Iterator[str]:
+    """Every ``SecretStr`` in a configuration, wherever it sits (tokens, keys, secret headers)."""
+    if isinstance(node, SecretStr):
+        yield node.get_secret_value()
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            yield from _secret_values(getattr(node, name))
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _secret_values(value)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            yield from _secret_values(value)
+
+
 def register_config_secrets(cfg: WatchdogConfig) -> None:
-    values = [cfg.github.token.get_secret_value()]
-    if cfg.source.prometheus is not None:
-        for secret in (cfg.source.prometheus.bearer_token, cfg.source.prometheus.basic_auth_password):
-            if secret is not None:
-                values.append(secret.get_secret_value())
-    if cfg.sentry.dsn is not None:
-        values.append(cfg.sentry.dsn.get_secret_value())
-    register_secrets(values)
+    register_secrets([v for v in _secret_values(cfg) if v])
 
 
 @dataclass
@@ -105,6 +116,18 @@ class App:
             timeout_s=gh.request_timeout_s,
         )
         engine = Engine(cfg, store, source, clock, reporter=reporter)
+        ticket_cfg = cfg.incidents.ticket
+        tickets = (
+            IncidentTickets(deployer.github, ticket_cfg.repo or gh.repo, ticket_cfg.labels, clock)
+            if ticket_cfg.enabled
+            else None
+        )
+        pd = cfg.incidents.pagerduty
+        pager = (
+            PagerDuty(pd.events_url, pd.routing_key.get_secret_value(), http, timeout_s=pd.timeout_s)
+            if pd is not None
+            else None
+        )
         pipeline = RollbackPipeline(
             cfg,
             store,
@@ -113,6 +136,8 @@ class App:
             http=http,
             record=engine.record,
             notify=engine.notify,
+            tickets=tickets,
+            pager=pager,
             smoke_retry_delay_s=smoke_retry_delay_s,
         )
         engine.pipeline = pipeline

@@ -22,6 +22,7 @@ from watchdog.clock import RealClock
 from watchdog.config import WatchdogConfig, json_schema, load_config
 from watchdog.engine import Engine
 from watchdog.errors import ConfigError, WatchdogError
+from watchdog.manifest import parse_manifest
 from watchdog.observability import configure_logging, redact
 from watchdog.store import DecisionEntry, ReleaseRef, Store
 
@@ -130,9 +131,19 @@ def _engine_for_cli(cfg: WatchdogConfig) -> tuple[Engine, Store]:
 
 def cmd_announce(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
+    migrations = None
+    if args.migrations is not None:
+        try:
+            migrations = parse_manifest(Path(args.migrations).read_text(), args.migrations)
+        except OSError as exc:
+            print(f"error: --migrations {args.migrations}: cannot read: {exc.strerror}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except ValueError as exc:
+            print(f"error: --migrations {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     engine, store = _engine_for_cli(cfg)
     try:
-        ref = ReleaseRef(args.tag, args.sha, args.run_id, args.build_url)
+        ref = ReleaseRef(args.tag, args.sha, args.run_id, args.build_url, migrations)
         event_id = engine.announce(
             args.env, args.service, ref, deployed_at=args.at, source="cli", actor=args.actor
         )
@@ -262,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("announce", help="tell the daemon a release was deployed (it starts a watch)")
     release_args(s)
     s.add_argument("--at", type=float, help="deploy time, Unix seconds (default: now)")
+    s.add_argument(
+        "--migrations",
+        metavar="FILE",
+        help='the release\'s migration manifest (JSON: {"migrations": [{"id": ..., "reversible": ...}]}); '
+        "the migration gate uses it instead of reading the manifest at the tag",
+    )
     s.set_defaults(func=cmd_announce)
 
     s = sub.add_parser("pin", help="pin a release as the stable one of an environment (logged)")

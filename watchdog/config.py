@@ -38,12 +38,23 @@ PROD_MIN_POST_ROLLBACK_WATCH_S = 1800.0
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _FILE_REF = re.compile(r"^\$\{file:([^}]+)\}$")
 #: Fields that hold secrets: they must be given by reference, never written in the file.
+#: ``*`` matches any key or list index.
 SECRET_PATHS = (
     ("github", "token"),
     ("source", "prometheus", "bearer_token"),
     ("source", "prometheus", "basic_auth_password"),
     ("sentry", "dsn"),
+    ("incidents", "pagerduty", "routing_key"),
+    ("services", "*", "dampening", "*", "*", "unleash", "token"),
+    ("services", "*", "dampening", "*", "*", "undo", "unleash", "token"),
 )
+
+
+def _is_secret_path(path: tuple[Any, ...]) -> bool:
+    return any(
+        len(pattern) == len(path) and all(p == "*" or p == q for p, q in zip(pattern, path, strict=True))
+        for pattern in SECRET_PATHS
+    )
 
 
 class Strict(BaseModel):
@@ -208,35 +219,98 @@ def compile_promql(
 
 
 class SmokeCheck(Strict):
-    """One HTTP check run after every rollback (and optionally after every deploy)."""
+    """One smoke check run after every rollback (runbook step 4).
+
+    ``kind: http`` (the default) is one request with its expectations. ``kind: pwa`` walks the
+    PWA's core flow over HTTP: the page at ``path``, the web app manifest it links, the service
+    worker it registers, then ``api_calls`` (the API requests the page makes). ``kind: browser``
+    loads the page in a real Chromium through Playwright, waits for the service worker and the
+    page's own API calls, and fails on any failed call or page error.
+    """
 
     name: str
+    kind: Literal["http", "pwa", "browser"] = "http"
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
     path: str = Field(pattern=r"^/")
     headers: dict[str, str] = Field(default_factory=dict)
     json_body: Any = None
     expect_status: list[int] = Field(default_factory=lambda: [200])
-    expect_json: dict[str, Any] = Field(default_factory=dict, description="Top-level keys and their values.")
+    expect_json: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Expected JSON values: a top-level key, or a JSON Pointer (RFC 6901) such as "
+        "/data/dry_run, mapped to the value it must equal.",
+    )
     expect_body_contains: list[str] = Field(default_factory=list)
-    latency_budget_s: float = Field(default=2.0, gt=0)
+    latency_budget_s: float = Field(default=2.0, gt=0, description="Per request (per page load for browser).")
     retries: int = Field(default=2, ge=0)
+    api_calls: list[SmokeCheck] = Field(
+        default_factory=list, description="kind pwa: the API requests the page makes, checked in order."
+    )
+    expect_selector: str | None = Field(
+        default=None, description="kind browser: a CSS selector that must appear once the page ran."
+    )
+    expect_text: str | None = Field(
+        default=None, description="kind browser: text the expect_selector element must contain."
+    )
+    chromium: str | None = Field(
+        default=None,
+        description="kind browser: the Chromium executable (default: the system's chromium on PATH).",
+    )
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> SmokeCheck:
+        if self.api_calls and self.kind != "pwa":
+            raise ValueError("'api_calls' belongs to kind pwa")
+        if any(c.kind != "http" for c in self.api_calls):
+            raise ValueError("api_calls are plain http checks")
+        if (self.expect_selector or self.expect_text or self.chromium) and self.kind != "browser":
+            raise ValueError("'expect_selector', 'expect_text' and 'chromium' belong to kind browser")
+        if self.expect_text and not self.expect_selector:
+            raise ValueError("'expect_text' needs 'expect_selector'")
+        return self
+
+
+class UnleashTarget(Strict):
+    """Feature flags in one Unleash environment, switched through its admin API.
+
+    During dampening the flags in ``disable`` are turned off and those in ``enable`` on (a
+    read-only or kill-switch flag); the undo restores each flag to the state it had before.
+    """
+
+    url: str = Field(description="Unleash base URL, e.g. https://unleash.example.com")
+    token: SecretStr = Field(description="An admin API token (by reference).")
+    project: str = "default"
+    environment: str
+    disable: list[str] = Field(default_factory=list)
+    enable: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _some_flags(self) -> UnleashTarget:
+        if not self.disable and not self.enable:
+            raise ValueError("name at least one flag in 'disable' or 'enable'")
+        both = sorted(set(self.disable) & set(self.enable))
+        if both:
+            raise ValueError(f"flags both disabled and enabled: {', '.join(both)}")
+        return self
 
 
 class DampeningAction(Strict):
     """Something that dampens traffic or jobs during a rollback (runbook step 2), with its undo.
 
     ``kind: http`` calls ``url`` (header values may be secrets by reference); ``kind: command``
-    runs ``argv`` directly, never through a shell.
+    runs ``argv`` directly, never through a shell; ``kind: unleash`` switches feature flags and
+    restores them by itself. A read-only mode is a flag in ``unleash.enable`` or an http action.
     """
 
-    name: str
-    kind: Literal["http", "command"] = "http"
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["http", "command", "unleash"] = "http"
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     url: str | None = None
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     json_body: Any = None
     expect_status: list[int] = Field(default_factory=lambda: [200, 201, 202, 204])
     argv: list[str] | None = Field(default=None, min_length=1)
+    unleash: UnleashTarget | None = None
     timeout_s: float = Field(default=10.0, gt=0)
     undo: DampeningAction | None = None
 
@@ -246,6 +320,13 @@ class DampeningAction(Strict):
             raise ValueError("an http action needs 'url'")
         if self.kind == "command" and not self.argv:
             raise ValueError("a command action needs 'argv'")
+        if self.kind == "unleash":
+            if self.unleash is None:
+                raise ValueError("an unleash action needs 'unleash'")
+            if self.undo is not None:
+                raise ValueError("an unleash action restores the flags itself; it takes no 'undo'")
+        elif self.unleash is not None:
+            raise ValueError("'unleash' belongs to kind unleash")
         return self
 
 
@@ -300,6 +381,21 @@ class EnvironmentPolicy(Strict):
         default=1200.0,
         ge=0,
         description="Pre-deploy window: the A/A calibration and the before/after reference.",
+    )
+    approval_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="approval reviewers/auto: how long the rollback run may wait for approval before "
+        "it is cancelled and the incident escalates.",
+    )
+    approval_reminder_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="approval reviewers: how often the reviewers are reminded on the incident ticket.",
+    )
+    undo_dampening_on_escalation: bool = Field(
+        default=False,
+        description="Undo the dampening when a rollback escalates (by default it stays for the humans).",
     )
     rollback_cooldown_s: float = Field(
         default=3600.0,
@@ -418,6 +514,40 @@ class GitHubConfig(Strict):
     request_timeout_s: float = Field(default=15.0, gt=0)
 
 
+PagerDutySeverity = Literal["critical", "error", "warning", "info"]
+
+
+class PagerDutyConfig(Strict):
+    """PagerDuty Events API v2: oncall is paged when a rollback starts, again with high urgency
+    when it escalates, and the alert is resolved when the rollback is confirmed."""
+
+    events_url: str = "https://events.pagerduty.com/v2"
+    routing_key: SecretStr = Field(description="The Events API v2 integration key (by reference).")
+    rollback_severity: PagerDutySeverity = "error"
+    escalation_severity: PagerDutySeverity = "critical"
+    resolve_on_recovery: bool = True
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class TicketConfig(Strict):
+    """The incident/change ticket: a GitHub issue, opened at the first step of every rollback and
+    updated at each milestone (the runbook's "Incident-/Change-Ticket offen")."""
+
+    enabled: bool = True
+    repo: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+        description="Repository for the tickets (default: github.repo).",
+    )
+    labels: list[str] = Field(default_factory=lambda: ["rollback", "incident"])
+    close_on_resolve: bool = True
+
+
+class IncidentsConfig(Strict):
+    pagerduty: PagerDutyConfig | None = None
+    ticket: TicketConfig = Field(default_factory=TicketConfig)
+
+
 class StoreConfig(Strict):
     url: str = Field(default="sqlite:///watchdog.db", description="SQLAlchemy URL (sqlite or postgresql).")
 
@@ -436,6 +566,7 @@ class WatchdogConfig(Strict):
     environments: dict[EnvName, EnvironmentPolicy] = Field(default_factory=_default_envs)
     source: SourceConfig
     github: GitHubConfig
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     sentry: SentryConfig = Field(default_factory=SentryConfig)
     demo_note: str | None = Field(
@@ -513,7 +644,7 @@ def _resolve_refs(
         except OSError as exc:
             problems.append((path, f"secret file {whole.group(1)} cannot be read: {exc.strerror}"))
             return ""
-    if path in SECRET_PATHS and node and not _ENV_REF.fullmatch(node.strip()):
+    if _is_secret_path(path) and node and not _ENV_REF.fullmatch(node.strip()):
         problems.append(
             (
                 path,

@@ -15,6 +15,7 @@ import structlog
 from watchdog.clock import Clock
 from watchdog.config import ServiceConfig, Severity, WatchdogConfig
 from watchdog.evaluate import SignalResult, WatchEvaluator
+from watchdog.manifest import manifest_from_json
 from watchdog.phases import (
     Actor,
     DecisionKind,
@@ -119,7 +120,12 @@ class Engine:
         for ev in self.store.pending_deploy_events():
             if not self.store.consume_deploy_event(ev.id, now):
                 continue
-            ref = ReleaseRef(ev.tag, ev.sha, ev.run_id, ev.build_url)
+            migrations = (
+                None
+                if ev.migrations is None
+                else manifest_from_json({"migrations": ev.migrations}, f"deploy event {ev.id}")
+            )
+            ref = ReleaseRef(ev.tag, ev.sha, ev.run_id, ev.build_url, migrations)
             self.start_watch(ev.env, ev.service, ref, ev.deployed_at, actor=ev.actor, source=ev.source)
 
     def start_watch(

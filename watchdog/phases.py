@@ -60,6 +60,7 @@ class IncidentPhase(enum.StrEnum):
     RUNNING = "running"
     WATCHING = "watching"  # rollback done, post-rollback watch running
     RESOLVED = "resolved"
+    ESCALATING = "escalating"  # escalated in the decision log; the page and ticket update are going out
     ESCALATED = "escalated"  # a step failed or the release did not recover: humans take over
 
 

@@ -9,19 +9,21 @@ by its correlation id.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import structlog
 
-from actions.dampen import run_action
+from actions.dampen import run_action, undo_action
 from actions.github import DeployWorkflow, RunInfo
+from actions.pagerduty import PagerDuty
 from actions.smoke import run_checks
+from actions.tickets import IncidentTickets, Ticket
 from watchdog.clock import Clock
 from watchdog.config import ApprovalMode, WatchdogConfig
 from watchdog.errors import ActionFailed, ActionRetryable
+from watchdog.manifest import manifest_from_json, parse_manifest
 from watchdog.phases import Actor, DecisionKind, IncidentPhase, StepPhase, WatchKind, WatchPhase
 from watchdog.store import DecisionEntry, Incident, Release, Step, Store
 
@@ -30,9 +32,11 @@ log = structlog.get_logger("watchdog.pipeline")
 #: The runbook's steps in order (runbook-rollback.de.md, "Schritte").
 STEPS = (
     "pin",
+    "ticket_and_page",
     "dampen",
     "migration_gate",
     "dispatch",
+    "approval",
     "follow_run",
     "smoke",
     "undo_dampening",
@@ -42,6 +46,10 @@ STEPS = (
 
 #: Retryable failures of one step before it escalates.
 MAX_ATTEMPTS = 6
+#: Retryable failures of a notification before the rollback goes on without it.
+NOTIFY_ATTEMPTS = 3
+#: The step that pages and updates the ticket once an incident escalated (not part of ``STEPS``).
+ESCALATION_NOTICE = "escalation_notice"
 
 ESCALATION_RUNBOOKS = ("docs/runbooks/incident.md (Incident Response)", "restore-db.md")
 
@@ -63,6 +71,8 @@ class RollbackPipeline:
         http: httpx.Client,
         record: Callable[..., DecisionEntry],
         notify: Callable[[DecisionEntry], None] | None = None,
+        tickets: IncidentTickets | None = None,
+        pager: PagerDuty | None = None,
         smoke_retry_delay_s: float = 1.0,
     ) -> None:
         self.cfg = cfg
@@ -72,6 +82,8 @@ class RollbackPipeline:
         self.http = http
         self.record = record
         self.notify = notify or (lambda entry: None)
+        self.tickets = tickets
+        self.pager = pager
         self.smoke_retry_delay_s = smoke_retry_delay_s
         self._not_before: dict[int, float] = {}
 
@@ -79,9 +91,10 @@ class RollbackPipeline:
 
     def advance(self, incident_id: int) -> None:
         incident = self.store.incident(incident_id)
-        if incident.phase == IncidentPhase.ESCALATED.value:
+        if incident.phase == IncidentPhase.ESCALATING.value:
+            self._send_escalation(incident)
             return
-        if incident.phase == IncidentPhase.RESOLVED.value:
+        if incident.phase in (IncidentPhase.ESCALATED.value, IncidentPhase.RESOLVED.value):
             return
         for name in STEPS:
             step = self.store.step(incident.id, name)
@@ -149,51 +162,220 @@ class RollbackPipeline:
             raise StepFailed(f"the pinned release {good.tag} is the failing release itself")
         return {"tag": good.tag, "sha": good.sha, "run_id": good.run_id, "build_url": good.build_url}
 
+    # ------------------------------------------------------------------ telling people
+
+    def _dedup_key(self, incident: Incident) -> str:
+        return f"rollback-watchdog/{incident.correlation_id}"
+
+    def _headline(self, incident: Incident) -> str:
+        bad, good = self._releases(incident)
+        return f"Rollback of {incident.service} in {incident.env}: {bad.tag} → {good.tag if good else '?'}"
+
+    def _details(self, incident: Incident) -> dict[str, Any]:
+        bad, good = self._releases(incident)
+        return {
+            "incident_id": incident.id,
+            "correlation_id": incident.correlation_id,
+            "environment": incident.env,
+            "service": incident.service,
+            "trigger": incident.trigger,
+            "reason": incident.reason,
+            "requested_by": incident.actor,
+            "from_release": {"tag": bad.tag, "sha": bad.sha, "build_url": bad.build_url},
+            "to_release": None
+            if good is None
+            else {"tag": good.tag, "sha": good.sha, "build_url": good.build_url},
+        }
+
+    def _page(self, incident: Incident, severity: str, summary: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """Trigger (or update: same dedup key) the incident's PagerDuty alert."""
+        assert self.pager is not None
+        ticket = self.store.step(incident.id, "ticket_and_page").evidence.get("ticket") or {}
+        links = [{"href": ticket["url"], "text": f"Ticket #{ticket['number']}"}] if ticket else []
+        key = self.pager.trigger(
+            self._dedup_key(incident),
+            summary,
+            severity=severity,
+            source="rollback-watchdog",
+            component=incident.service,
+            group=incident.env,
+            class_="deploy-rollback",
+            custom_details={**self._details(incident), **extra},
+            links=links or None,
+            timestamp=self.clock.now(),
+        )
+        return {"dedup_key": key, "severity": severity}
+
+    def _ticket_body(self, incident: Incident) -> str:
+        d = self._details(incident)
+        to = d["to_release"] or {}
+        return "\n".join(
+            [
+                f"The rollback watchdog is rolling back **{incident.service}** in **{incident.env}**.",
+                "",
+                f"- from: `{d['from_release']['tag']}` ({d['from_release']['sha'] or 'sha unknown'})",
+                f"- to: `{to.get('tag', '?')}` ({to.get('sha') or 'sha unknown'}) "
+                f"{to.get('build_url') or ''}",
+                f"- trigger: {incident.trigger}, requested by {incident.actor}",
+                f"- reason: {incident.reason}",
+                f"- correlation id: `{incident.correlation_id}`",
+                "",
+                "Every step and decision is in the decision log "
+                f"(`rollback-watchdog log --incident {incident.id}`). This ticket is updated when the "
+                "rollback resolves or escalates.",
+            ]
+        )
+
+    def _ticket(self, incident: Incident) -> Ticket:
+        assert self.tickets is not None
+        return self.tickets.open(
+            incident.correlation_id, self._headline(incident), self._ticket_body(incident)
+        )
+
+    def _ticket_number(self, incident: Incident) -> int | None:
+        """The incident's ticket, opened now if the first step could not."""
+        if self.tickets is None:
+            return None
+        ticket = self.store.step(incident.id, "ticket_and_page").evidence.get("ticket")
+        return int(ticket["number"]) if ticket else self._ticket(incident).number
+
+    def _ticket_and_page(self, incident: Incident, step: Step) -> dict[str, Any]:
+        """The runbook's precondition "oncall informed, ticket open", at the first step of every rollback."""
+        calls: dict[str, Callable[[], dict[str, Any]]] = {}
+        if self.tickets is not None:
+            calls["ticket"] = lambda: self._ticket_evidence(incident)
+        pd = self.cfg.incidents.pagerduty
+        if self.pager is not None and pd is not None:
+            calls["page"] = lambda: self._page(incident, pd.rollback_severity, self._headline(incident), {})
+        if not calls:
+            return {"note": "neither a ticket nor PagerDuty is configured"}
+        return self._notices(incident, step, calls)
+
+    def _notices(
+        self, incident: Incident, step: Step, calls: dict[str, Callable[[], dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """Run each notification once (a finished one is in the step's evidence and skipped on resume).
+
+        A notification never holds the rollback back: after ``NOTIFY_ATTEMPTS`` retryable failures,
+        or one final failure, the pipeline goes on and the failure is in the decision log (later
+        notices try again: the escalation opens a ticket the first step could not)."""
+        done = {k: v for k, v in step.evidence.items() if k in calls}
+        problems: dict[str, str] = {}
+        for name, call in calls.items():
+            if name in done:
+                continue
+            try:
+                done[name] = call()
+            except ActionRetryable as exc:
+                if int(step.evidence.get("retryable_errors", 0)) + 1 < NOTIFY_ATTEMPTS:
+                    raise
+                problems[name] = str(exc)
+            except ActionFailed as exc:
+                problems[name] = str(exc)
+            else:
+                self.store.update_step(
+                    step.id, phase=StepPhase.RUNNING, now=self.clock.now(), evidence={name: done[name]}
+                )
+        if problems:
+            self.record(
+                env=incident.env,
+                service=incident.service,
+                kind=DecisionKind.STEP.value,
+                reason=f"{step.name}: {', '.join(problems)} failed ("
+                + "; ".join(problems.values())
+                + "); the watchdog goes on without it",
+                actor=Actor.AUTOMATIC.value,
+                result="notify_failed",
+                incident_id=incident.id,
+                evidence={"problems": problems},
+            )
+        return {**done, "problems": problems}
+
+    def _ticket_evidence(self, incident: Incident) -> dict[str, Any]:
+        ticket = self._ticket(incident)
+        return {"number": ticket.number, "url": ticket.url}
+
+    def _ticket_update(
+        self, incident: Incident, key: str, text: str, *, close: bool = False
+    ) -> dict[str, Any]:
+        """Comment on the incident's ticket once per ``key`` (and close it)."""
+        assert self.tickets is not None
+        number = self._ticket_number(incident)
+        assert number is not None
+        self.tickets.comment(number, incident.correlation_id, key, text)
+        if close:
+            self.tickets.close(number)
+        return {"number": number, "closed": close}
+
     def _dampen(self, incident: Incident, step: Step) -> dict[str, Any]:
-        """Runbook step 2: flags off, workers paused. Each completed action is recorded, so a restart
-        skips it; only an action cut off mid-call by a crash runs again (make them idempotent)."""
+        """Runbook step 2: flags off, workers paused, read-only mode. Each completed action and its
+        evidence (for Unleash: the flags' states before) is recorded, so a restart skips it and the
+        undo restores what was there; only an action cut off mid-call runs again (make them idempotent)."""
         actions = self.cfg.service(incident.service).dampening.get(incident.env, [])
         done = list(step.evidence.get("done", []))
+        results = dict(step.evidence.get("results", {}))
+        priors = dict(step.evidence.get("priors", {}))
         for action in actions:
             if action.name in done:
                 continue
-            run_action(self.http, action)
+
+            def keep_prior(prior: dict[str, bool], name: str = action.name) -> None:
+                priors[name] = prior  # persisted before any flag is switched
+                self.store.update_step(
+                    step.id, phase=StepPhase.RUNNING, now=self.clock.now(), evidence={"priors": priors}
+                )
+
+            results[action.name] = run_action(
+                self.http, action, prior=priors.get(action.name), on_prior=keep_prior
+            )
             done.append(action.name)
             self.store.update_step(
-                step.id, phase=StepPhase.RUNNING, now=self.clock.now(), evidence={"done": done}
+                step.id,
+                phase=StepPhase.RUNNING,
+                now=self.clock.now(),
+                evidence={"done": done, "results": results},
             )
-        return {"done": done}
+        return {"done": done, "results": results}
 
     def _undo_dampening(self, incident: Incident, step: Step) -> dict[str, Any]:
-        """Undo what was dampened, newest first (kept as it is when the rollback escalates)."""
+        """Undo what was dampened, newest first (kept as it is when the rollback escalates, unless
+        ``undo_dampening_on_escalation``). Runs in this step, or in the escalation notice."""
         actions = {a.name: a for a in self.cfg.service(incident.service).dampening.get(incident.env, [])}
-        dampened = self.store.step(incident.id, "dampen").evidence.get("done", [])
+        dampen = self.store.step(incident.id, "dampen").evidence
+        results = dampen.get("results", {})
+        priors = dampen.get("priors", {})
         undone = list(step.evidence.get("undone", []))
-        for name in reversed(dampened):
+        done = list(dampen.get("done", []))
+        cut_off = [n for n in priors if n not in done]  # flags may be switched: restore them too
+        for name in reversed(done + cut_off):
             action = actions.get(name)
-            if action is None or action.undo is None or name in undone:
+            if action is None or name in undone:
                 continue
-            run_action(self.http, action.undo)
-            undone.append(name)
-            self.store.update_step(
-                step.id, phase=StepPhase.RUNNING, now=self.clock.now(), evidence={"undone": undone}
-            )
+            evidence = results.get(name) or ({"prior": priors[name]} if name in priors else None)
+            if undo_action(self.http, action, evidence) is not None:
+                undone.append(name)
+                self.store.update_step(
+                    step.id, phase=StepPhase.RUNNING, now=self.clock.now(), evidence={"undone": undone}
+                )
         return {"undone": undone}
 
-    def _manifest(self, ref: str) -> dict[str, bool] | None:
-        """Migration id → reversible, from the release's manifest; None when it has none."""
+    def _manifest(self, release: Release) -> tuple[dict[str, bool] | None, str]:
+        """Migration id → reversible for a release, and where it came from; None when it has none.
+
+        The deploy event's manifest wins; otherwise the manifest file at the release's tag."""
+        if release.migrations is not None:
+            items = manifest_from_json({"migrations": release.migrations}, f"deploy event of {release.tag}")
+            return {m.id: m.reversible for m in items}, "deploy event"
         assert self.deployer is not None
         path = self.cfg.github.migrations.manifest_path
-        text = self.deployer.read_file(path, ref)
+        text = self.deployer.read_file(path, release.tag)
         if text is None:
-            return None
+            return None, f"no {path} at {release.tag}"
         try:
-            items = json.loads(text)["migrations"]
-            return {str(m["id"]): bool(m["reversible"]) for m in items}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StepFailed(
-                f"{path} at {ref} is not a valid migration manifest ({exc}): the migration status is unclear"
-            ) from exc
+            items = parse_manifest(text, f"{path} at {release.tag}")
+        except ValueError as exc:
+            raise StepFailed(f"{exc}: the migration status is unclear") from exc
+        return {m.id: m.reversible for m in items}, f"{path} at {release.tag}"
 
     def _migration_gate(self, incident: Incident, step: Step) -> dict[str, Any]:
         """Runbook precondition and "DB-Migrationen": what the bad release migrated, and can it go back?"""
@@ -203,9 +385,10 @@ class RollbackPipeline:
             raise StepFailed("GitHub is not configured: the migration status cannot be read")
         bad, good = self._releases(incident)
         assert good is not None
-        at_bad, at_good = self._manifest(bad.tag), self._manifest(good.tag)
+        (at_bad, bad_source), (at_good, good_source) = self._manifest(bad), self._manifest(good)
+        sources = {bad.tag: bad_source, good.tag: good_source}
         if at_bad is None and at_good is None:
-            return {"note": "no migration manifest at either release", "down": []}
+            return {"note": "no migration manifest at either release", "down": [], "sources": sources}
         if at_bad is None:
             raise StepFailed(
                 f"{bad.tag} has no migration manifest but {good.tag} has: the migration status is "
@@ -213,7 +396,7 @@ class RollbackPipeline:
             )
         new = [mid for mid in at_bad if mid not in (at_good or {})]
         irreversible = [mid for mid in new if not at_bad[mid]]
-        evidence = {"migrations_since_target": new, "irreversible": irreversible}
+        evidence = {"migrations_since_target": new, "irreversible": irreversible, "sources": sources}
         if irreversible:
             raise StepFailed(
                 f"{bad.tag} ran irreversible migrations {', '.join(irreversible)}: no automatic code "
@@ -283,60 +466,109 @@ class RollbackPipeline:
             "found_by_correlation_id": recovered,
         }
 
-    def _follow_run(self, incident: Incident, step: Step) -> dict[str, Any] | None:
-        """Follow the dispatched run to its conclusion (approval for stage/prod happens in GitHub)."""
-        assert self.deployer is not None
-        dispatch = self.store.step(incident.id, "dispatch")
-        run_id = int(dispatch.evidence["run_id"])
-        run = self.deployer.run(run_id)
-        evidence = {
-            "run_id": run.id,
-            "status": run.status,
-            "conclusion": run.conclusion,
-            "run_url": run.html_url,
-        }
-        if run.status == "waiting":
-            self._approval(incident, step, run.id)
-        if not run.completed:
-            started = step.started_at or self.clock.now()
-            if self.clock.now() - started > self.cfg.github.run_timeout_s:
-                raise StepFailed(
-                    f"run {run_id} did not finish within {self.cfg.github.run_timeout_s:.0f}s "
-                    f"(status {run.status})",
-                    evidence,
-                )
-            return None
-        if run.conclusion != "success":
-            raise StepFailed(f"the rollback run {run_id} ended {run.conclusion}", evidence)
-        return evidence
+    def _run_id(self, incident: Incident) -> int:
+        return int(self.store.step(incident.id, "dispatch").evidence["run_id"])
 
-    def _approval(self, incident: Incident, step: Step, run_id: int) -> None:
-        """The run waits for the environment's approval: approve it ourselves only with ``approval: auto``."""
-        assert self.deployer is not None
+    def _approval(self, incident: Incident, step: Step) -> dict[str, Any] | None:
+        """Stage/prod: the environment's approval of the rollback run.
+
+        ``none``: nothing to wait for. ``auto``: the watchdog approves the pending deployment with its
+        own token (an explicit opt-in, logged). ``reviewers``: wait for GitHub's required reviewers,
+        remind them on the ticket every ``approval_reminder_s``; after ``approval_timeout_s`` the run
+        is cancelled (it must not deploy later, unwatched) and the incident escalates."""
         mode = self.cfg.env(incident.env).approval
-        if mode is not ApprovalMode.AUTO:
-            if not step.evidence.get("awaiting_reviewers"):  # the flag and its log entry commit together
-                now = self.clock.now()
-                _, entry = self.store.step_transition(
-                    step.id,
-                    phase=StepPhase.RUNNING,
-                    now=now,
-                    evidence={"awaiting_reviewers": True},
-                    log={
-                        "at": now,
-                        "env": incident.env,
-                        "service": incident.service,
-                        "kind": DecisionKind.STEP.value,
-                        "reason": f"rollback run {run_id} waits for the {incident.env} environment's "
-                        f"reviewers (approval: {mode.value})",
-                        "actor": Actor.AUTOMATIC.value,
-                        "result": "awaiting_approval",
-                        "incident_id": incident.id,
-                    },
+        if mode is ApprovalMode.NONE:
+            return {"mode": mode.value}
+        assert self.deployer is not None
+        ev = step.evidence
+        if "reviewers" not in ev:
+            reviewers = self.deployer.required_reviewers(incident.env)
+            self.store.update_step(
+                step.id, phase=StepPhase.RUNNING, now=self.clock.now(), evidence={"reviewers": reviewers}
+            )
+            ev = {**ev, "reviewers": reviewers}
+        if ev["reviewers"] is None:
+            return {"mode": mode.value, "note": f"GitHub requires no reviewers for {incident.env}"}
+        run_id = self._run_id(incident)
+        run = self.deployer.run(run_id)
+        now = self.clock.now()
+        if run.status == "waiting":
+            if ev.get("waiting_since") is None:
+                self.store.update_step(
+                    step.id, phase=StepPhase.RUNNING, now=now, evidence={"waiting_since": now}
                 )
-                if entry is not None:
-                    self.notify(entry)
+            started = float(ev.get("waiting_since") or now)
+            policy = self.cfg.env(incident.env)
+            if now - started > policy.approval_timeout_s:
+                self.deployer.cancel(run_id)
+                raise StepFailed(
+                    f"nobody approved rollback run {run_id} within {policy.approval_timeout_s:.0f}s; "
+                    "the run was cancelled",
+                    {"run_id": run_id, "run_url": run.html_url, "reviewers": ev["reviewers"]},
+                )
+            if mode is ApprovalMode.AUTO:
+                self._auto_approve(incident, run_id)
+            else:
+                self._remind_reviewers(incident, step, run, list(ev["reviewers"]))
+            return None
+        if run.completed and run.conclusion != "success" and ev.get("waiting_since") is not None:
+            raise StepFailed(
+                f"rollback run {run_id} ended {run.conclusion} while it waited for approval "
+                "(a reviewer rejected it, or it was cancelled)",
+                {"run_id": run_id, "run_url": run.html_url},
+            )
+        if ev.get("waiting_since") is not None or run.completed:
+            waited = now - float(ev["waiting_since"]) if ev.get("waiting_since") else None
+            return {"mode": mode.value, "run_id": run_id, "approved": True, "waited_s": waited}
+        return None  # queued, or in progress before the job that needs the environment
+
+    def _remind_reviewers(self, incident: Incident, step: Step, run: RunInfo, reviewers: list[str]) -> None:
+        """Tell the reviewers the run waits for them: at once, then every ``approval_reminder_s``."""
+        policy = self.cfg.env(incident.env)
+        sent = int(step.evidence.get("reminders", 0))
+        last = step.evidence.get("last_reminder_at")
+        now = self.clock.now()
+        if sent and last is not None and now - float(last) < policy.approval_reminder_s:
             return
+        mentions = " ".join(f"@{r}" for r in reviewers) or "reviewers"
+        text = (
+            f"{mentions}: rollback run {run.id} to **{incident.env}** waits for your approval: "
+            f"{run.html_url} (reminder {sent + 1}; the run is cancelled and the incident escalated if "
+            f"nobody approves within {policy.approval_timeout_s:.0f}s of the first request)"
+        )
+        ticket = None
+        try:
+            ticket = self._ticket_number(incident)
+            if ticket is not None:
+                assert self.tickets is not None
+                self.tickets.comment(ticket, incident.correlation_id, f"approval-reminder-{sent + 1}", text)
+        except ActionFailed as exc:  # a reminder that cannot be posted is logged; the wait goes on
+            log.warning("approval reminder not posted", incident=incident.id, error=str(exc))
+        _, entry = self.store.step_transition(
+            step.id,
+            phase=StepPhase.RUNNING,
+            now=now,
+            evidence={"reminders": sent + 1, "last_reminder_at": now},
+            log={
+                "at": now,
+                "env": incident.env,
+                "service": incident.service,
+                "kind": DecisionKind.STEP.value,
+                "reason": f"rollback run {run.id} waits for the {incident.env} environment's reviewers "
+                f"({', '.join(reviewers) or 'none named'}); reminder {sent + 1}"
+                + (f" posted on ticket #{ticket}" if ticket is not None else ""),
+                "actor": Actor.AUTOMATIC.value,
+                "result": "awaiting_approval" if sent == 0 else "reminded",
+                "incident_id": incident.id,
+                "evidence": {"run_url": run.html_url, "reviewers": reviewers},
+            },
+        )
+        if entry is not None:
+            self.notify(entry)
+
+    def _auto_approve(self, incident: Incident, run_id: int) -> None:
+        """``approval: auto``: approve the pending deployment with the watchdog's own token."""
+        assert self.deployer is not None
         pending = self.deployer.pending_deployments(run_id)
         ids = [
             int(p["environment"]["id"])
@@ -344,7 +576,7 @@ class RollbackPipeline:
             if p.get("environment", {}).get("name") == incident.env and p.get("current_user_can_approve")
         ]
         if not ids:
-            return  # not (yet) ours to approve; the run timeout escalates if nobody does
+            return  # not (yet) ours to approve; the approval timeout escalates if nobody does
         comment = (
             f"approved by rollback-watchdog (approval: auto) for incident {incident.id}: {incident.reason}"
         )
@@ -360,6 +592,30 @@ class RollbackPipeline:
             incident_id=incident.id,
             evidence={"environment_ids": ids},
         )
+
+    def _follow_run(self, incident: Incident, step: Step) -> dict[str, Any] | None:
+        """Follow the dispatched (and approved) run to its conclusion."""
+        assert self.deployer is not None
+        run_id = self._run_id(incident)
+        run = self.deployer.run(run_id)
+        evidence = {
+            "run_id": run.id,
+            "status": run.status,
+            "conclusion": run.conclusion,
+            "run_url": run.html_url,
+        }
+        if not run.completed:
+            started = step.started_at or self.clock.now()
+            if self.clock.now() - started > self.cfg.github.run_timeout_s:
+                raise StepFailed(
+                    f"run {run_id} did not finish within {self.cfg.github.run_timeout_s:.0f}s "
+                    f"(status {run.status})",
+                    evidence,
+                )
+            return None
+        if run.conclusion != "success":
+            raise StepFailed(f"the rollback run {run_id} ended {run.conclusion}", evidence)
+        return evidence
 
     def _smoke(self, incident: Incident, step: Step) -> dict[str, Any]:
         """Runbook step 4: health, dry-run claim and redeem, the PWA flow."""
@@ -425,8 +681,22 @@ class RollbackPipeline:
         return {"watch_id": watch.id, "summary": watch.summary}
 
     def _resolve(self, incident: Incident, step: Step) -> dict[str, Any]:
-        """Runbook step 6: the decision log's closing entry."""
+        """Runbook step 6: resolve the page, update (and close) the ticket, write the closing entry."""
         bad, good = self._releases(incident)
+        calls: dict[str, Callable[[], dict[str, Any]]] = {}
+        pd = self.cfg.incidents.pagerduty
+        if self.pager is not None and pd is not None and pd.resolve_on_recovery:
+            calls["page_resolved"] = lambda: self._resolve_page(incident)
+        if self.tickets is not None:
+            text = (
+                f"Resolved: {incident.service} in {incident.env} is back on `{good.tag if good else '?'}`. "
+                "The smoke checks passed and the post-rollback watch stayed within the SLOs. "
+                f"Next: the postmortem, and a fix rolled forward. `{bad.tag}` is marked failed and is "
+                "never a rollback target."
+            )
+            close = self.cfg.incidents.ticket.close_on_resolve
+            calls["ticket_resolved"] = lambda: self._ticket_update(incident, "resolved", text, close=close)
+        notices = self._notices(incident, step, calls) if calls else {}
         now = self.clock.now()
         pinned = self.store.current_pin(incident.env, incident.service)
         if good is not None and (pinned is None or pinned.id != good.id):
@@ -459,12 +729,18 @@ class RollbackPipeline:
                 "evidence": {
                     "rollback_run": steps.get("dispatch", {}),
                     "duration_s": now - incident.created_at,
+                    "notices": notices,
                 },
             },
         )
         if entry is not None:
             self.notify(entry)
         return {"resolved_at": now}
+
+    def _resolve_page(self, incident: Incident) -> dict[str, Any]:
+        assert self.pager is not None
+        self.pager.resolve(self._dedup_key(incident))
+        return {"dedup_key": self._dedup_key(incident)}
 
     # ------------------------------------------------------------------ records
 
@@ -505,25 +781,80 @@ class RollbackPipeline:
         return step
 
     def _escalate(self, incident: Incident, reason: str, evidence: dict[str, Any]) -> None:
+        """Stop automation and call humans: the decision first, then the page and the ticket update.
+
+        The incident is ``escalating`` until the notices went out, so a crash in between sends them
+        on the next tick rather than never."""
         bad, good = self._releases(incident)
         now = self.clock.now()
+        text = f"{reason}. No further automatic rollback; follow " + " and ".join(ESCALATION_RUNBOOKS)
+        notice = self.store.step(incident.id, ESCALATION_NOTICE)
+        self.store.update_step(notice.id, phase=StepPhase.RUNNING, now=now, evidence={"reason": text})
         entry = self.store.set_incident_phase(
             incident.id,
-            IncidentPhase.ESCALATED,
+            IncidentPhase.ESCALATING,
             now,
             log={
                 "at": now,
                 "env": incident.env,
                 "service": incident.service,
                 "kind": DecisionKind.ESCALATED.value,
-                "reason": f"{reason}. No further automatic rollback; follow "
-                + " and ".join(ESCALATION_RUNBOOKS),
+                "reason": text,
                 "actor": Actor.AUTOMATIC.value,
                 "result": "escalated",
                 "incident_id": incident.id,
                 "from_release": bad,
                 "to_release": good,
                 "evidence": evidence,
+            },
+        )
+        if entry is not None:
+            self.notify(entry)
+        self._send_escalation(self.store.incident(incident.id))
+
+    def _send_escalation(self, incident: Incident) -> None:
+        """The high-urgency page, the ticket update and (if configured) undoing the dampening."""
+        step = self.store.step(incident.id, ESCALATION_NOTICE)
+        now = self.clock.now()
+        if now < self._not_before.get(step.id, 0.0):
+            return
+        reason = str(step.evidence.get("reason", "escalated"))
+        calls: dict[str, Callable[[], dict[str, Any]]] = {}
+        pd = self.cfg.incidents.pagerduty
+        if self.pager is not None and pd is not None:
+            summary = f"ESCALATED: {self._headline(incident)}: {reason}"
+            extra = {"escalation": reason, "runbooks": list(ESCALATION_RUNBOOKS)}
+            calls["page"] = lambda: self._page(incident, pd.escalation_severity, summary, extra)
+        if self.tickets is not None:
+            text = f"**Escalated — a human must take over.** {reason}"
+            calls["ticket"] = lambda: self._ticket_update(incident, "escalated", text)
+        if self.cfg.env(incident.env).undo_dampening_on_escalation:
+            calls["undo_dampening"] = lambda: self._undo_dampening(incident, step)
+        try:
+            notices = self._notices(incident, step, calls)
+        except ActionRetryable as exc:
+            errors = int(step.evidence.get("retryable_errors", 0)) + 1
+            self.store.update_step(
+                step.id, phase=StepPhase.RUNNING, now=now, evidence={"retryable_errors": errors}
+            )
+            self._not_before[step.id] = now + (exc.retry_after or min(60.0, 2.0**errors))
+            return
+        entry = self.store.set_incident_phase(
+            incident.id,
+            IncidentPhase.ESCALATED,
+            now,
+            complete_step=step.id,
+            log={
+                "at": now,
+                "env": incident.env,
+                "service": incident.service,
+                "kind": DecisionKind.STEP.value,
+                "reason": "escalation sent: "
+                + (", ".join(k for k in calls if k in notices) or "nothing configured to send"),
+                "actor": Actor.AUTOMATIC.value,
+                "result": "escalation_sent",
+                "incident_id": incident.id,
+                "evidence": notices,
             },
         )
         if entry is not None:

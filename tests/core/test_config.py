@@ -13,12 +13,17 @@ from watchdog.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = (ROOT / "config" / "demo.yaml").read_text()
 STAMPS = (ROOT / "config" / "stamps.yaml").read_text()
+STAMPS_ENV = {
+    "GITHUB_TOKEN": "t0ken-value",
+    "PAGERDUTY_ROUTING_KEY": "0123456789abcdef0123456789abcdef",
+    "UNLEASH_ADMIN_TOKEN": "*:*.unleash-t0ken",
+}
 
 
 def test_shipped_configs_are_valid() -> None:
     demo = load_config(ROOT / "config" / "demo.yaml")
     assert demo.source.kind == "scrape"
-    stamps = load_config(ROOT / "config" / "stamps.yaml", env={"GITHUB_TOKEN": "t0ken-value"})
+    stamps = load_config(ROOT / "config" / "stamps.yaml", env=STAMPS_ENV)
     names = {s.name for s in stamps.services[0].signals}
     # every runbook trigger and step-5 signal is configured for the real service
     assert {
@@ -30,14 +35,13 @@ def test_shipped_configs_are_valid() -> None:
         "device_proof_failures",
         "cost_per_tenant",
     } <= names
-    checks = {c.path for c in stamps.services[0].smoke_checks}
+    checks = {(c.kind, c.path) for c in stamps.services[0].smoke_checks}
     assert {
-        "/health",
-        "/v1/stamps/claim",
-        "/v1/rewards/redeem",
-        "/",
-        "/manifest.webmanifest",
-        "/sw.js",
+        ("http", "/health"),
+        ("http", "/v1/stamps/claim"),
+        ("http", "/v1/rewards/redeem"),
+        ("pwa", "/"),  # index → manifest → service worker → the API calls the page makes
+        ("browser", "/"),
     } <= checks
     assert stamps.environments["prod"].post_rollback_watch_s >= 1800
     assert stamps.github.token.get_secret_value() == "t0ken-value"
@@ -70,10 +74,42 @@ def test_secrets_must_be_references_and_missing_ones_are_named() -> None:
         parse_config(STAMPS, "stamps.yaml", env={})
 
 
+def test_nested_secrets_must_be_references_too() -> None:
+    text = STAMPS.replace("${UNLEASH_ADMIN_TOKEN}", "unleash-literal").replace(
+        "${PAGERDUTY_ROUTING_KEY}", "pd-literal-key"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "stamps.yaml", env=STAMPS_ENV)
+    msg = str(err.value)
+    assert "services[0].dampening.prod[0].unleash.token: secrets must be given by reference" in msg
+    assert "incidents.pagerduty.routing_key: secrets must be given by reference" in msg
+    assert "unleash-literal" not in msg and "pd-literal-key" not in msg
+
+
+def test_dampening_and_smoke_check_kinds_take_only_their_own_fields() -> None:
+    unleash_with_undo = STAMPS.replace(
+        "            enable: [read-only]\n",
+        "            enable: [read-only]\n          undo: {name: x, url: http://x}\n",
+    )
+    with pytest.raises(ConfigError, match=r"dampening.prod\[0\]: Value error, an unleash action restores"):
+        parse_config(unleash_with_undo, "s.yaml", env=STAMPS_ENV)
+    selector_on_http = STAMPS.replace(
+        "        expect_json: {status: ok}\n",
+        "        expect_json: {status: ok}\n        expect_text: hi\n",
+        1,
+    )
+    with pytest.raises(
+        ConfigError, match=r"smoke_checks\[0\]: Value error, 'expect_selector', 'expect_text'"
+    ):
+        parse_config(selector_on_http, "s.yaml", env=STAMPS_ENV)
+
+
 def test_secret_from_file(tmp_path: Path) -> None:
     (tmp_path / "tok").write_text("from-file-token\n")
     cfg = parse_config(
-        STAMPS.replace("${GITHUB_TOKEN}", "${file:" + str(tmp_path / "tok") + "}"), "s.yaml", env={}
+        STAMPS.replace("${GITHUB_TOKEN}", "${file:" + str(tmp_path / "tok") + "}"),
+        "s.yaml",
+        env={k: v for k, v in STAMPS_ENV.items() if k != "GITHUB_TOKEN"},
     )
     assert cfg.github.token.get_secret_value() == "from-file-token"
 
@@ -83,7 +119,7 @@ def test_prod_post_rollback_watch_is_at_least_30_minutes() -> None:
         "post_rollback_watch_s: 1800   # runbook", "post_rollback_watch_s: 60   # runbook"
     )
     with pytest.raises(ConfigError, match="at least 1800"):
-        parse_config(shortened, "s.yaml", env={"GITHUB_TOKEN": "x"})
+        parse_config(shortened, "s.yaml", env=STAMPS_ENV)
 
 
 def test_invalid_yaml_names_the_line() -> None:

@@ -20,110 +20,30 @@ import pytest
 
 from actions.github import DeployWorkflow
 from tests.fixtures.github import MANIFEST_V1, MANIFEST_V2
+from tests.fixtures.pipeline import (
+    CONFIG,
+    NO_REVIEWERS,
+    TOKEN,
+    build,
+    dispatches,
+    drive,
+    finished,
+    start_incident,
+)
 from watchdog.app import App
 from watchdog.clock import RealClock
-from watchdog.config import WatchdogConfig, parse_config
+from watchdog.config import parse_config
 from watchdog.demo.service import ServiceProcess
-from watchdog.emulator.github import Exchange, GitHubEmulator, RunContext, WorkflowInput, deploy_workflow
+from watchdog.emulator.github import GitHubEmulator, RunContext, WorkflowInput, deploy_workflow
 from watchdog.phases import DecisionKind, IncidentPhase, StepPhase
 from watchdog.pipeline import STEPS
-from watchdog.sources.scrape import ScrapeSource
 from watchdog.store import ReleaseRef
-
-TOKEN = "ghp_emulatortoken0000000000000000000000"
-CONFIG = """
-version: 1
-tick_s: 0.2
-demo_note: test timings
-source:
-  kind: scrape
-  lookback_s: 30
-  scrape:
-    interval_s: 0.2
-    targets: [{url: "${SVC}/metrics"}]
-    probes: [{name: health, url: "${SVC}/health", labels: {cohort: canary}}]
-github:
-  api_url: ${GH}
-  repo: acme/stamps
-  token: ${TOKEN}
-  run_timeout_s: 30
-  dispatch_lookup_grace_s: 1
-  request_timeout_s: 5
-store: {url: "${DB}"}
-environments:
-  prod: {approval: none, watch_s: 60, post_rollback_watch_s: 1.5}
-services:
-  - name: stamps-api
-    base_urls: {prod: "${SVC}"}
-    signals:
-      - {name: healthcheck, kind: probe, probe: {metric: probe_success, match: {probe: health}}, k: 2, n: 3}
-    smoke_checks:
-      - {name: health, path: /health, expect_json: {status: ok}}
-      - name: claim_dry_run
-        method: POST
-        path: /v1/stamps/claim
-        headers: {X-Dry-Run: "1"}
-        json_body: {tenant: smoke, card: c, token: t, dry_run: true}
-        expect_json: {dry_run: true}
-"""
 
 
 @pytest.fixture(scope="module")
 def service() -> Iterator[ServiceProcess]:
     with ServiceProcess("v1.0.0", "canary", seed=4) as svc:
         yield svc
-
-
-def build(tmp_path: Path, svc: ServiceProcess, gh: GitHubEmulator, text: str = CONFIG) -> App:
-    env = {"SVC": svc.url, "GH": gh.url, "TOKEN": TOKEN, "DB": f"sqlite:///{tmp_path / 'wd.db'}"}
-    cfg: WatchdogConfig = parse_config(text, "test.yaml", env=env)
-    app = App.build(cfg, RealClock(), smoke_retry_delay_s=0.1)
-    app.engine.pin("prod", "stamps-api", ReleaseRef("v1.0.0", "1" * 40), actor="alice", reason="seed")
-    return app
-
-
-def start_incident(app: App) -> int:
-    """A failed deploy watch of v1.1.0, as the engine records it, opens the incident."""
-    store = app.store
-    bad = store.upsert_release("prod", "stamps-api", ReleaseRef("v1.1.0", "2" * 40), time.time())
-    good = store.current_pin("prod", "stamps-api")
-    assert good is not None
-    inc = store.create_incident(
-        "prod", "stamps-api", bad.id, good.id, "signal:http_5xx", "5xx above SLO", "watchdog", time.time(), {}
-    )
-    return inc.id
-
-
-def drive(app: App, incident_id: int, until: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    """The daemon's ticks: scrape, evaluate, advance, until the condition holds."""
-    assert isinstance(app.source, ScrapeSource)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        app.source.scrape_once()
-        app.engine.tick()
-        if until():
-            return
-        time.sleep(0.1)
-    raise AssertionError(
-        f"incident {incident_id} stuck: {[(s.name, s.phase) for s in app.store.steps(incident_id)]}"
-    )
-
-
-def finished(app: App, incident_id: int) -> Callable[[], bool]:
-    def check() -> bool:
-        return app.store.incident(incident_id).phase in (
-            IncidentPhase.RESOLVED.value,
-            IncidentPhase.ESCALATED.value,
-        )
-
-    return check
-
-
-NO_REVIEWERS = {"environments": ["dev", "stage", "prod"]}
-
-
-def dispatches(gh: GitHubEmulator) -> list[Exchange]:
-    return gh.requests("POST", r"/actions/workflows/[^/]+/dispatches$")
 
 
 def test_full_rollback_dispatches_once_smoke_tests_watches_and_logs(
@@ -385,7 +305,9 @@ def test_states_a_crash_can_leave_are_completed_on_the_next_tick(
     app.store.update_step(step.id, phase=StepPhase.FAILED, now=time.time(), outcome="no stable release")
     app.pipeline.advance(failed)
     assert app.store.incident(failed).phase == IncidentPhase.ESCALATED.value
-    assert app.store.decisions(incident_id=failed)[-1].kind == DecisionKind.ESCALATED.value
+    log = app.store.decisions(incident_id=failed)
+    assert [e.kind for e in log][-3:] == [DecisionKind.ESCALATED.value, "step", "step"]
+    assert log[-1].result == "escalation_sent"
     assert dispatches(gh) == []  # mending bookkeeping never repeats an external effect
     app.close()
 
@@ -436,8 +358,7 @@ def test_irreversible_migrations_stop_the_automatic_rollback(
     drive(app, incident_id, finished(app, incident_id))
     assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
     assert dispatches(gh) == []  # no code rollback over an irreversible migration
-    last = app.store.decisions(incident_id=incident_id)[-1]
-    assert last.kind == DecisionKind.ESCALATED.value
+    (last,) = [e for e in app.store.decisions(incident_id=incident_id) if e.kind == DecisionKind.ESCALATED]
     assert "irreversible migrations 0002" in last.reason and "restore-db.md" in last.reason
     app.close()
 

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from watchdog.errors import StoreError
+from watchdog.manifest import Migration
 from watchdog.phases import ReleaseStatus, StepPhase
 from watchdog.store import ReleaseRef, Store
 
@@ -22,7 +23,24 @@ def test_migrations_are_idempotent_and_use_wal(store: Store) -> None:
     store.migrate()
     with store.engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+
+
+def test_a_store_from_the_previous_release_is_upgraded_in_place(tmp_path: Path) -> None:
+    old = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    old.migrate("0001")
+    with old.engine.begin() as c:
+        c.exec_driver_sql(
+            "INSERT INTO releases (env, service, tag, status, created_at) "
+            "VALUES ('prod', 's', 'v1', 'stable', 1)"
+        )
+    old.close()
+    store = Store.open(f"sqlite:///{tmp_path / 'old.db'}")
+    (release,) = [store.find_release("prod", "s", "v1")]
+    assert release is not None and release.tag == "v1" and release.migrations is None
+    ref = ReleaseRef("v2", migrations=(Migration("0007", False),))
+    assert store.upsert_release("prod", "s", ref, 2.0).migrations == [{"id": "0007", "reversible": False}]
+    store.close()
 
 
 def test_pins_survive_reopen_and_failed_releases_are_never_pinned(tmp_path: Path) -> None:

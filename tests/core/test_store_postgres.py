@@ -23,7 +23,7 @@ def pg_store() -> Iterator[Store]:
 def test_migrations_run_on_postgresql(pg_store: Store) -> None:
     pg_store.migrate()  # idempotent
     with pg_store.engine.connect() as c:
-        assert c.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert c.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_decision_log_is_append_only_on_postgresql(pg_store: Store) -> None:

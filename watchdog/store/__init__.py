@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from watchdog.errors import StoreError
+from watchdog.manifest import Migration, manifest_to_json
 from watchdog.phases import DecisionKind, IncidentPhase, ReleaseStatus, StepPhase, WatchKind, WatchPhase
 from watchdog.store.models import (
     DecisionEntry,
@@ -59,6 +60,8 @@ class ReleaseRef:
     sha: str | None = None
     run_id: int | None = None
     build_url: str | None = None
+    #: The release's migration manifest, when the deploy event carried one.
+    migrations: tuple[Migration, ...] | None = None
 
 
 def _get(s: Session, model: type[_Row], row_id: int) -> _Row:
@@ -134,13 +137,13 @@ class Store:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision (idempotent)."""
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision``, the newest by default (idempotent)."""
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -179,11 +182,14 @@ class Store:
                     build_url=ref.build_url,
                     status=status.value,
                     created_at=now,
+                    migrations=manifest_to_json(ref.migrations),
                 )
                 s.add(row)
             else:
                 row.sha = ref.sha or row.sha
                 row.run_id = ref.run_id or row.run_id
+                if ref.migrations is not None:
+                    row.migrations = manifest_to_json(ref.migrations)
                 row.build_url = ref.build_url or row.build_url
             s.flush()
             return row
@@ -241,6 +247,7 @@ class Store:
                 source=source,
                 actor=actor,
                 consumed_at=None,
+                migrations=manifest_to_json(ref.migrations),
             )
             s.add(row)
             s.flush()

@@ -31,6 +31,8 @@ class Release(Base):
     build_url: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[float] = mapped_column(Float)
+    #: The migration manifest from the deploy event ([{id, reversible}]), when it carried one.
+    migrations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class Pin(Base):
@@ -65,6 +67,7 @@ class DeployEvent(Base):
     source: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(128))
     consumed_at: Mapped[float | None] = mapped_column(Float)
+    migrations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class Watch(Base):
