@@ -1020,12 +1020,11 @@ class GitHubEmulator:
             request_json = None
 
         fault = self._take_fault(method, path)
-        if fault is not None and fault.delay > 0:
-            self._stopping.wait(fault.delay)
+        stopped = fault is not None and fault.delay > 0 and self._stopping.wait(fault.delay)
         operation: str | None = None
         reply: _Reply | None
-        if fault is not None and fault.drop == "before":
-            reply = None
+        if stopped or (fault is not None and fault.drop == "before"):
+            reply = None  # a delayed request the emulator stops during is never served
         elif fault is not None and fault.status is not None:
             reply = self._fault_reply(fault)
         else:
