@@ -453,3 +453,73 @@ def test_dampening_runs_before_the_dispatch_and_is_undone_after_the_smoke_checks
     assert "jobs-s3cret" not in json.dumps([e.evidence for e in app.store.decisions()])
     jobs.shutdown()
     app.close()
+
+
+def test_the_deploy_events_migration_manifest_wins_over_the_file_at_the_tag(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    """The deploy pipeline knows what it migrated: ``announce --migrations`` hands it over."""
+    gh = make_github_emulator(**NO_REVIEWERS)  # at the tag, v1.1.0's manifest lists only 0001
+    app = build(tmp_path, service, gh)
+    config = tmp_path / "watchdog.yaml"
+    config.write_text(CONFIG)
+    env = {
+        **os.environ,
+        "SVC": service.url,
+        "GH": gh.url,
+        "TOKEN": TOKEN,
+        "DB": f"sqlite:///{tmp_path / 'wd.db'}",
+    }
+
+    def announce(manifest: str) -> subprocess.CompletedProcess[str]:
+        path = tmp_path / "manifest.json"
+        path.write_text(manifest)
+        args = ["announce", "-c", str(config), "--env", "prod", "--service", "stamps-api", "--tag", "v1.1.0"]
+        return subprocess.run(
+            [sys.executable, "-m", "watchdog", *args, "--migrations", str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+
+    bad_json = announce('{"migrations": [\n  {"id": "0001", "reversible": true},,\n]}')
+    assert bad_json.returncode == 2 and "manifest.json:2: invalid JSON" in bad_json.stderr
+    bad_field = announce('{"migrations": [{"id": "0001", "reversible": "yes"}]}')
+    assert (
+        bad_field.returncode == 2 and "migrations[0].reversible: expected true or false" in bad_field.stderr
+    )
+    assert app.store.pending_deploy_events() == []  # nothing half-done
+    done = announce(MANIFEST_V2)  # 0001 and the irreversible 0002
+    assert done.returncode == 0, done.stderr
+
+    app.engine.tick()  # the deploy watch of v1.1.0 starts, its release carries the manifest
+    incident_id = app.engine.request_rollback("prod", "stamps-api", reason="P2", actor="alice")
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
+    assert dispatches(gh) == []
+    gate = app.store.step(incident_id, "migration_gate")
+    assert gate.evidence["irreversible"] == ["0002"]
+    assert gate.evidence["sources"] == {
+        "v1.1.0": "deploy event",
+        "v1.0.0": "migrations/manifest.json at v1.0.0",
+    }
+    assert [ex.path for ex in gh.requests("GET", r"/contents/")] == [
+        "/repos/acme/stamps/contents/migrations/manifest.json"
+    ]  # read once: for the target, which had no deploy-event manifest
+    app.close()
+
+
+def test_a_dispatch_that_timed_out_after_github_accepted_it_is_not_repeated(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    gh = make_github_emulator(**NO_REVIEWERS)
+    gh.inject_delay("POST", r"/dispatches$", 2.5)  # GitHub starts the run; the answer comes too late
+    app = build(tmp_path, service, gh, CONFIG.replace("request_timeout_s: 5", "request_timeout_s: 1"))
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
+    assert len(dispatches(gh)) == 1 and len(gh.list_runs()) == 1
+    dispatch = app.store.step(incident_id, "dispatch")
+    assert dispatch.evidence["retryable_errors"] == 1 and dispatch.evidence["found_by_correlation_id"] is True
+    app.close()

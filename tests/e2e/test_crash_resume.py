@@ -19,6 +19,7 @@ from watchdog.clock import RealClock
 from watchdog.demo.service import ServiceProcess
 from watchdog.demo.traffic import Target, TrafficGenerator
 from watchdog.emulator.github import GitHubEmulator, RunContext
+from watchdog.emulator.pagerduty import ROUTING_KEY, PagerDutyEmulator
 from watchdog.phases import DecisionKind, IncidentPhase, StepPhase
 from watchdog.pipeline import STEPS
 from watchdog.store import Store
@@ -26,11 +27,13 @@ from watchdog.store import Store
 pytestmark = pytest.mark.slow
 
 TOKEN = "ghp_crashtesttoken000000000000000000000"
-CONFIG = daemon_config(0.3, 4, dispatch_lookup_grace_s=2)
+CONFIG = daemon_config(0.3, 4, dispatch_lookup_grace_s=2, approval="auto", pagerduty=True)
 
 
 def test_sigkill_at_every_step_still_gives_one_dispatch_and_a_complete_log(
-    tmp_path: Path, make_github_emulator: Callable[..., GitHubEmulator]
+    tmp_path: Path,
+    make_github_emulator: Callable[..., GitHubEmulator],
+    pagerduty_emulator: PagerDutyEmulator,
 ) -> None:
     with ServiceProcess("v1.1.0", "canary", seed=13) as canary:
 
@@ -39,11 +42,19 @@ def test_sigkill_at_every_step_still_gives_one_dispatch_and_a_complete_log(
             canary.restart(ctx.ref)
             return True
 
-        gh = make_github_emulator(hook=deploy, token=TOKEN, environments=["dev", "stage", "prod"])
+        gh = make_github_emulator(hook=deploy, token=TOKEN)  # prod: alice or watchdog-bot approve
         config = tmp_path / "watchdog.yaml"
         config.write_text(CONFIG)
         db = tmp_path / "wd.db"
-        env = {**os.environ, "SVC": canary.url, "GH": gh.url, "GITHUB_TOKEN": TOKEN, "DB": f"sqlite:///{db}"}
+        env = {
+            **os.environ,
+            "SVC": canary.url,
+            "GH": gh.url,
+            "GITHUB_TOKEN": TOKEN,
+            "DB": f"sqlite:///{db}",
+            "PD": pagerduty_emulator.url,
+            "PD_KEY": ROUTING_KEY,
+        }
 
         def cli(*args: str) -> None:
             out = subprocess.run(
@@ -111,6 +122,11 @@ def test_sigkill_at_every_step_still_gives_one_dispatch_and_a_complete_log(
         dispatched = gh.requests("POST", r"/dispatches$")
         assert len([ex for ex in dispatched if ex.status in (200, 204)]) == 1
         assert len(gh.list_runs()) == 1 and canary.version == "v1.0.0"
+        assert len(gh.requests("POST", r"/pending_deployments$")) == 1  # approved once (approval: auto)
+        assert len(gh.requests("POST", r"/issues$")) == 1  # one ticket, closed with one resolution
+        assert len(gh.requests("POST", r"/comments$")) == 1
+        (alert,) = pagerduty_emulator.alerts()  # one page, resolved
+        assert alert.status == "resolved" and alert.events[-1].action == "resolve"
         steps = store.steps(incident_id)
         assert [s.name for s in steps] == list(STEPS)
         assert all(s.phase == StepPhase.SUCCESSFUL.value for s in steps)
