@@ -28,6 +28,8 @@ from watchdog.cli import format_log_table
 from watchdog.clock import RealClock
 from watchdog.config import load_config
 from watchdog.emulator.github import GitHubEmulator, RunContext
+from watchdog.emulator.pagerduty import ROUTING_KEY as DEMO_ROUTING_KEY
+from watchdog.emulator.pagerduty import PagerDutyEmulator
 from watchdog.evaluate import SignalResult
 from watchdog.observability import configure_logging
 from watchdog.phases import DecisionKind, IncidentPhase, SignalState, WatchKind, WatchPhase
@@ -138,6 +140,7 @@ class _Demo:
             queue_delay=0.3,
             step_delay=0.3,
         ).start()
+        pagerduty = PagerDutyEmulator(routing_keys=(DEMO_ROUTING_KEY,)).start()
         traffic = TrafficGenerator(
             [Target(baseline.url, 0.75, "baseline"), Target(canary.url, 0.25, "canary")],
             40.0,
@@ -145,6 +148,7 @@ class _Demo:
             np.random.default_rng(5),
         )
         app: App | None = None
+        told: list[str] = []
         stop = threading.Event()
         scraper: threading.Thread | None = None
         try:
@@ -158,6 +162,8 @@ class _Demo:
                     "DEMO_CANARY_URL": canary.url,
                     "DEMO_GITHUB_URL": emulator.url,
                     "DEMO_GITHUB_TOKEN": DEMO_TOKEN,
+                    "DEMO_PAGERDUTY_URL": pagerduty.url,
+                    "DEMO_PAGERDUTY_KEY": DEMO_ROUTING_KEY,
                     "DEMO_STORE_URL": f"sqlite:///{self.workdir / 'demo-watchdog.db'}",
                 }
             )
@@ -174,7 +180,8 @@ class _Demo:
             traffic.start()
             say(
                 f"services up: baseline {baseline.url} ({STABLE}), canary {canary.url} ({STABLE}); "
-                f"GitHub emulator {emulator.url}; traffic 40 req/s, 25% to the canary"
+                f"GitHub emulator {emulator.url}; PagerDuty emulator {pagerduty.url}; "
+                "traffic 40 req/s, 25% to the canary"
             )
             app.engine.pin(
                 ENV,
@@ -195,15 +202,30 @@ class _Demo:
                 actor="demo-operator",
             )
             outcome = self._loop(app, cfg.tick_s)
+            told = self._told(emulator, pagerduty)
         finally:
             stop.set()
             traffic.stop()
             if scraper is not None:
                 scraper.join(timeout=5)
             emulator.stop()
+            pagerduty.stop()
             canary.stop()
             baseline.stop()
-        return self._summary(app, outcome, deploys)
+        return self._summary(app, outcome, deploys, told)
+
+    @staticmethod
+    def _told(github: GitHubEmulator, pagerduty: PagerDutyEmulator) -> list[str]:
+        """What people were told, as the emulators saw it: the page and the ticket."""
+        lines = [
+            f"oncall paged: PagerDuty alert {a.dedup_key} ({a.severity}), "
+            + " → ".join(e.action for e in a.events)
+            for a in pagerduty.alerts()
+        ]
+        for ex in github.requests("POST", r"/issues$"):
+            body = ex.response_json if isinstance(ex.response_json, dict) else {}
+            lines.append(f"incident ticket #{body.get('number')}: {body.get('title')}")
+        return lines
 
     def _deploy(self, deployer: DeployWorkflow, tag: str) -> RunInfo:
         """What CI does: dispatch the deploy workflow at the tag and wait for it to finish."""
@@ -235,7 +257,7 @@ class _Demo:
             self.clock.sleep(tick_s)
         return "timeout"
 
-    def _summary(self, app: App | None, outcome: str, deploys: list[str]) -> int:
+    def _summary(self, app: App | None, outcome: str, deploys: list[str], told: list[str]) -> int:
         say = self.reporter.say
         if app is None:
             return 1
@@ -257,6 +279,7 @@ class _Demo:
             lines.append(f"detected after {decided.at - deployed.at:.1f}s of watching: {decided.reason}")
         if resolved and decided:
             lines.append(f"rollback to recovery confirmed in {resolved.at - decided.at:.1f}s")
+        lines.extend(told)
         expected = WatchPhase.SUCCESSFUL.value if self.healthy else IncidentPhase.RESOLVED.value
         ok = outcome == expected
         lines.append(f"outcome: {outcome} ({'as expected' if ok else 'NOT as expected: ' + expected})")
