@@ -100,10 +100,12 @@ def slo_bound(
     )
     if log_e_fail >= threshold:
         outcome = Outcome.FAIL
-        summary = f"{rate:.3%} bad ({bad:.0f}/{total:.0f}) is above the SLO {slo:.3%} (CI ≥ {lo:.3%})"
+        ci = f" (CI ≥ {lo:.3%})" if interval else ""
+        summary = f"{rate:.3%} bad ({bad:.0f}/{total:.0f}) is above the SLO {slo:.3%}{ci}"
     elif log_e_pass >= threshold:
         outcome = Outcome.PASS
-        summary = f"{rate:.3%} bad ({bad:.0f}/{total:.0f}) is within the SLO {slo:.3%} (CI ≤ {hi:.3%})"
+        ci = f" (CI ≤ {hi:.3%})" if interval else ""
+        summary = f"{rate:.3%} bad ({bad:.0f}/{total:.0f}) is within the SLO {slo:.3%}{ci}"
     else:
         outcome = Outcome.INCONCLUSIVE
         summary = f"{rate:.3%} bad ({bad:.0f}/{total:.0f}) vs SLO {slo:.3%}: not enough evidence yet"

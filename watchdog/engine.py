@@ -217,7 +217,12 @@ class Engine:
         if self.reporter is not None:
             self.reporter.tick(now, watch, results)
 
-        failed = [r for r in results if r.state is SignalState.FAIL and r.severity is Severity.ROLLBACK]
+        if watch.kind == WatchKind.POST_ROLLBACK.value:
+            # After a rollback the question is "did the service recover?": any runbook signal still
+            # outside its SLO, or failing whatever its severity, means it did not.
+            failed = [r for r in results if r.state is SignalState.FAIL or r.slo_breach]
+        else:
+            failed = [r for r in results if r.state is SignalState.FAIL and r.severity is Severity.ROLLBACK]
         if failed:
             self._fail(watch, svc, failed, results, now)
             return
@@ -298,11 +303,14 @@ class Engine:
         names = ", ".join(r.signal for r in failed)
         reason = "; ".join(f"{r.signal}: {r.summary}" for r in failed)
         evidence = {"failed": [r.evidence() for r in failed], "all": [r.evidence() for r in results]}
+        if watch.kind == WatchKind.POST_ROLLBACK.value:
+            still = "; ".join(f"{r.signal}: {r.slo_breach or r.summary}" for r in failed)
+            self.store.end_watch(watch.id, WatchPhase.FAILED, now, f"not recovered: {still}")
+            self._notify_end(watch, WatchPhase.FAILED)
+            return  # the pipeline's post-rollback step sees the failed watch and escalates
         self.store.end_watch(watch.id, WatchPhase.FAILED, now, f"failed: {names}")
         release = self.store.release(watch.release_id)
         self._notify_end(watch, WatchPhase.FAILED)
-        if watch.kind == WatchKind.POST_ROLLBACK.value:
-            return  # the pipeline's post-rollback step sees the failed watch and escalates
         self.store.set_release_status(release.id, ReleaseStatus.FAILED)
         stable = self.store.current_pin(watch.env, watch.service)
         why = self._guard(watch.env, watch.service, now)

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pytest
 
 from actions.github import DeployWorkflow
@@ -34,6 +35,7 @@ from watchdog.app import App
 from watchdog.clock import RealClock
 from watchdog.config import parse_config
 from watchdog.demo.service import ServiceProcess
+from watchdog.demo.traffic import Target, TrafficGenerator
 from watchdog.emulator.github import GitHubEmulator, RunContext, WorkflowInput, deploy_workflow
 from watchdog.phases import DecisionKind, IncidentPhase, StepPhase
 from watchdog.pipeline import STEPS
@@ -523,3 +525,62 @@ def test_a_dispatch_that_timed_out_after_github_accepted_it_is_not_repeated(
     dispatch = app.store.step(incident_id, "dispatch")
     assert dispatch.evidence["retryable_errors"] == 1 and dispatch.evidence["found_by_correlation_id"] is True
     app.close()
+
+
+def test_a_service_still_outside_its_slo_after_the_rollback_escalates(
+    tmp_path: Path, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    """The rollback run succeeds but the service stays bad (here: the deploy never changed it).
+    Canary and baseline agree, so only the SLO says it: the post-rollback watch fails, a human is called."""
+    with (
+        ServiceProcess("v1.1.0", "baseline", seed=21) as baseline,
+        ServiceProcess("v1.1.0", "canary", seed=22) as canary,
+    ):
+        config = f"""
+version: 1
+tick_s: 0.5
+demo_note: test timings
+source:
+  kind: scrape
+  lookback_s: 30
+  scrape:
+    interval_s: 0.5
+    targets: [{{url: "{baseline.url}/metrics"}}, {{url: "{canary.url}/metrics"}}]
+github: {{api_url: "${{GH}}", repo: acme/stamps, token: "${{TOKEN}}", run_timeout_s: 30}}
+store: {{url: "${{DB}}"}}
+environments:
+  prod: {{approval: none, watch_s: 60, post_rollback_watch_s: 10, calibration_s: 0}}
+services:
+  - name: stamps-api
+    signals:
+      - name: http_5xx
+        kind: ratio
+        bad: {{metric: http_requests_total, match: {{code: "=~5.."}}}}
+        total: {{metric: http_requests_total}}
+        slo: 0.01
+"""
+        gh = make_github_emulator(**NO_REVIEWERS)
+        app = build(tmp_path, canary, gh, config)
+        traffic = TrafficGenerator(
+            [Target(baseline.url, 0.5, "baseline"), Target(canary.url, 0.5, "canary")],
+            60.0,
+            RealClock(),
+            np.random.default_rng(3),
+        )
+        traffic.start()
+        try:
+            incident_id = start_incident(app)
+            drive(app, incident_id, finished(app, incident_id), timeout_s=60)
+        finally:
+            traffic.stop()
+        assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
+        watch = app.store.step(incident_id, "post_rollback_watch")
+        assert watch.phase == StepPhase.FAILED.value
+        assert "did not recover" in (watch.outcome or "") and "not recovered: http_5xx" in (
+            watch.outcome or ""
+        )
+        assert "is above the SLO 1.000%" in (watch.outcome or "") and "CI ≥ 0.000%" not in (
+            watch.outcome or ""
+        )
+        assert app.store.step(incident_id, "resolve").phase == StepPhase.PENDING.value
+        app.close()
