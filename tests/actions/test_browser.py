@@ -10,15 +10,14 @@ import asyncio
 import socket
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
 import pytest
 
 from actions.smoke import SmokeResult, run_checks
+from tests.fixtures.static import Routes, serve
 from watchdog.clock import RealClock
 from watchdog.config import SmokeCheck
 from watchdog.demo.service import ServiceProcess
@@ -27,7 +26,6 @@ pytestmark = pytest.mark.timeout(120)
 
 SW_JS = "self.addEventListener('fetch', () => {});"
 #: path -> (status, content type, body)
-Routes = dict[str, tuple[int, str, str]]
 
 
 def page(script: str) -> str:
@@ -38,38 +36,9 @@ def page(script: str) -> str:
 REGISTER = 'navigator.serviceWorker.register("/sw.js");'
 
 
-@contextmanager
-def serve(routes: Routes) -> Iterator[str]:
-    """A real HTTP server on loopback answering ``routes`` (plus /sw.js); yields its base URL."""
-    answers = {"/sw.js": (200, "text/javascript", SW_JS), **routes}
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            status, content_type, body = answers.get(self.path, (404, "text/plain", "not found"))
-            data = body.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            self._answer()
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self._answer()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the test output is the assertions."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def serve_pwa(routes: Routes) -> AbstractContextManager[str]:
+    """A real server answering ``routes`` plus a service worker at /sw.js; yields its base URL."""
+    return serve({"/sw.js": (200, "text/javascript", SW_JS), **routes})
 
 
 def browser(**fields: Any) -> SmokeCheck:
@@ -124,14 +93,14 @@ def test_demo_pwa_passes_from_a_worker_thread_inside_an_event_loop() -> None:
 
 def test_uncaught_error_in_the_page_fails() -> None:
     script = REGISTER + 'throw new Error("boom at startup");'
-    with serve({"/": (200, "text/html", page(script))}) as url:
+    with serve_pwa({"/": (200, "text/html", page(script))}) as url:
         result = run(url, browser())
     assert result.problems == ["uncaught error in the page: boom at startup"]
     assert result.evidence["page_errors"] == ["boom at startup"]
 
 
 def test_page_that_registers_no_service_worker_fails() -> None:
-    with serve({"/": (200, "text/html", page("console.log('no worker here');"))}) as url:
+    with serve_pwa({"/": (200, "text/html", page("console.log('no worker here');"))}) as url:
         result = run(url, browser(latency_budget_s=1.0))
     assert result.problems == ["no service worker became ready within 2.0s"]
     assert result.evidence["sw_scope"] is None
@@ -149,7 +118,7 @@ fetch("{dead}").catch(() => {{}});"""
         "/": (200, "text/html", page(script)),
         "/api/claim": (500, "application/json", '{"error": "internal"}'),
     }
-    with serve(routes) as url:
+    with serve_pwa(routes) as url:
         result = run(url, browser())
     assert sorted(result.problems) == [
         f"GET {dead} failed: net::ERR_CONNECTION_REFUSED",
@@ -162,7 +131,7 @@ fetch("{dead}").catch(() => {{}});"""
 
 def test_expected_text_mismatch_fails() -> None:
     script = REGISTER + 'document.getElementById("claim").textContent = "refused";'
-    with serve({"/": (200, "text/html", page(script))}) as url:
+    with serve_pwa({"/": (200, "text/html", page(script))}) as url:
         # Each waits for its element until the page's time is up (budget + 1 s), then judges.
         wrong_text = run(
             url, browser(expect_selector="#claim", expect_text="would claim", latency_budget_s=2.0)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 
 from actions.smoke import json_pointer, run_checks
+from tests.fixtures.static import Routes, serve
 from watchdog.clock import RealClock, SimClock
 from watchdog.config import SmokeCheck
 from watchdog.demo.service import ServiceProcess
@@ -30,8 +28,6 @@ MANIFEST: dict[str, Any] = {
     "icons": [{"src": "/icon.png", "sizes": "512x512", "type": "image/png"}],
 }
 #: (status, content type, body); a path may have a list of them, answered in turn, the last one repeatedly.
-Route = tuple[int, str, str]
-Routes = dict[str, Route | list[Route]]
 
 
 def site_routes(changes: Routes | None = None) -> Routes:
@@ -44,45 +40,6 @@ def site_routes(changes: Routes | None = None) -> Routes:
         "/api/claim": (200, "application/json", '{"dry_run": true, "flag": 1}'),
     }
     return {**routes, **(changes or {})}
-
-
-@contextmanager
-def serve(routes: Routes) -> Iterator[str]:
-    """A real HTTP server on loopback answering ``routes``; yields its base URL."""
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            with lock:
-                route = routes.get(self.path.split("?")[0], (404, "text/plain", "not found"))
-                if isinstance(route, list):
-                    route = route.pop(0) if len(route) > 1 else route[0]
-            status, content_type, body = route
-            data = body.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            self._answer()
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self._answer()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the test output is the assertions."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class TickingClock(SimClock):

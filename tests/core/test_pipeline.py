@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from tests.fixtures.pipeline import (
     dispatches,
     drive,
     finished,
+    run_cli,
     start_incident,
 )
 from watchdog.app import App
@@ -199,24 +199,9 @@ def test_manual_rollback_from_the_cli_runs_the_same_pipeline_and_logs_the_human(
     app = build(tmp_path, service, gh)
     app.engine.announce("prod", "stamps-api", ReleaseRef("v1.1.0", "2" * 40))
     app.engine.tick()  # the deploy watch of v1.1.0 is running
-    config = tmp_path / "watchdog.yaml"
-    config.write_text(CONFIG)
-    env = {
-        **os.environ,
-        "SVC": service.url,
-        "GH": gh.url,
-        "TOKEN": TOKEN,
-        "DB": f"sqlite:///{tmp_path / 'wd.db'}",
-    }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "watchdog", "rollback", "-c", str(config), "--env", "prod", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
+        return run_cli(tmp_path, service, gh, "rollback", "--env", "prod", *args)
 
     refused = cli("--to", "v9.9.9", "--reason", "x", "--actor", "alice")
     assert refused.returncode == 2 and "v9.9.9 of stamps-api was never deployed to prod" in refused.stderr
@@ -235,6 +220,10 @@ def test_manual_rollback_from_the_cli_runs_the_same_pipeline_and_logs_the_human(
     assert decided.from_tag == "v1.1.0" and decided.to_tag == "v1.0.0"
     with pytest.raises(ValueError, match="failed its own watch"):  # never back to a failed release
         app.engine.request_rollback("prod", "stamps-api", reason="x", actor="bob", to_tag="v1.1.0")
+    shown = run_cli(tmp_path, service, gh, "log", "--incident", str(incident.id), "--json")
+    entries = json.loads(shown.stdout)
+    assert {e["incident_id"] for e in entries} == {incident.id}  # what its ticket points people to
+    assert entries[0]["kind"] == "rollback_decided" and entries[-1]["kind"] == "rollback_resolved"
     app.close()
 
 
@@ -463,27 +452,12 @@ def test_the_deploy_events_migration_manifest_wins_over_the_file_at_the_tag(
     """The deploy pipeline knows what it migrated: ``announce --migrations`` hands it over."""
     gh = make_github_emulator(**NO_REVIEWERS)  # at the tag, v1.1.0's manifest lists only 0001
     app = build(tmp_path, service, gh)
-    config = tmp_path / "watchdog.yaml"
-    config.write_text(CONFIG)
-    env = {
-        **os.environ,
-        "SVC": service.url,
-        "GH": gh.url,
-        "TOKEN": TOKEN,
-        "DB": f"sqlite:///{tmp_path / 'wd.db'}",
-    }
 
     def announce(manifest: str) -> subprocess.CompletedProcess[str]:
         path = tmp_path / "manifest.json"
         path.write_text(manifest)
-        args = ["announce", "-c", str(config), "--env", "prod", "--service", "stamps-api", "--tag", "v1.1.0"]
-        return subprocess.run(
-            [sys.executable, "-m", "watchdog", *args, "--migrations", str(path)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
+        args = ["--env", "prod", "--service", "stamps-api", "--tag", "v1.1.0", "--migrations", str(path)]
+        return run_cli(tmp_path, service, gh, "announce", *args)
 
     bad_json = announce('{"migrations": [\n  {"id": "0001", "reversible": true},,\n]}')
     assert bad_json.returncode == 2 and "manifest.json:2: invalid JSON" in bad_json.stderr
