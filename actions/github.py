@@ -88,13 +88,20 @@ class DeployWorkflow:
         clock: Clock,
         *,
         timeout_s: float = 15.0,
+        request_interval_s: float = 0.25,
+        write_interval_s: float = 1.0,
         github: Github | None = None,
     ) -> None:
         self.clock = clock
         self.repo_name = repo
         self.workflow_id = workflow
         self._gh = github or Github(
-            base_url=api_url.rstrip("/"), auth=Auth.Token(token), timeout=int(max(1, timeout_s)), retry=None
+            base_url=api_url.rstrip("/"),
+            auth=Auth.Token(token),
+            timeout=int(max(1, timeout_s)),
+            retry=None,
+            seconds_between_requests=request_interval_s or None,
+            seconds_between_writes=write_interval_s or None,
         )
         self._workflow: Workflow | None = None
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import httpx
 import structlog
-from actions.pagerduty import PagerDuty
 from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import BaseModel, SecretStr
 
 from actions.github import DeployWorkflow
+from actions.pagerduty import PagerDuty
 from actions.tickets import IncidentTickets
 from watchdog import __version__
 from watchdog.clock import Clock
@@ -114,6 +114,8 @@ class App:
             gh.token.get_secret_value(),
             clock,
             timeout_s=gh.request_timeout_s,
+            request_interval_s=gh.request_interval_s,
+            write_interval_s=gh.write_interval_s,
         )
         engine = Engine(cfg, store, source, clock, reporter=reporter)
         ticket_cfg = cfg.incidents.ticket

@@ -114,7 +114,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     store = Store.open(cfg.store.url)
     try:
-        entries = store.decisions(env=args.env, limit=args.limit)
+        entries = store.decisions(env=args.env, limit=args.limit, incident_id=args.incident)
     finally:
         store.close()
     if args.json:
@@ -257,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--config", required=True)
     s.add_argument("--env")
     s.add_argument("--limit", type=int)
+    s.add_argument("--incident", type=int, help="only one rollback incident's entries (its ticket names it)")
     s.add_argument("--json", action="store_true", help="JSON instead of a table")
     s.set_defaults(func=cmd_log)
 

@@ -512,6 +512,14 @@ class GitHubConfig(Strict):
     )
     run_timeout_s: float = Field(default=3600.0, gt=0)
     request_timeout_s: float = Field(default=15.0, gt=0)
+    request_interval_s: float = Field(
+        default=0.25, ge=0, description="Least time between two GitHub requests (PyGithub's throttle)."
+    )
+    write_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="Least time between two GitHub writes: GitHub's advice against secondary rate limits.",
+    )
 
 
 PagerDutySeverity = Literal["critical", "error", "warning", "info"]

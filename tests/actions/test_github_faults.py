@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from github import Auth, Github
 
 from actions.github import DeployWorkflow
 from actions.tickets import IncidentTickets
@@ -40,16 +39,17 @@ class World:
 
 
 def deploy_workflow(gh: GitHubEmulator, timeout_s: float) -> DeployWorkflow:
-    """As the App builds it, without PyGithub's pause between writes (GitHub's advice; slow tests)."""
-    github = Github(
-        base_url=gh.url,
-        auth=Auth.Token(TOKEN),
-        timeout=int(timeout_s),
-        retry=None,
-        seconds_between_requests=None,
-        seconds_between_writes=None,
+    """As the App builds it, without the pauses between requests (GitHub's advice; slow tests)."""
+    return DeployWorkflow(
+        gh.url,
+        gh.full_name,
+        "deploy.yml",
+        TOKEN,
+        RealClock(),
+        timeout_s=timeout_s,
+        request_interval_s=0,
+        write_interval_s=0,
     )
-    return DeployWorkflow(gh.url, gh.full_name, "deploy.yml", TOKEN, RealClock(), github=github)
 
 
 def world(gh: GitHubEmulator, timeout_s: float = 5.0) -> World:
