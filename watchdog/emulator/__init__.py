@@ -1,5 +1,7 @@
 """Local stand-ins for the outside systems the watchdog talks to.
 
-GitHub cannot be reached from CI, the demo or an air-gapped install, so the project ships an
-emulator that speaks the real wire protocol; clients are tested against it over real HTTP.
+GitHub, PagerDuty and Unleash cannot be reached from CI, the demo or an air-gapped install, so the
+project ships emulators that speak their real wire protocols (``github``, ``pagerduty``,
+``unleash``, sharing the HTTP server, fault injection and request log of ``base``); clients are
+tested against them over real HTTP.
 """

@@ -5,7 +5,9 @@ assumptions about GitHub. This server speaks the operations of
 ``shared/specs/github-rest.subset.openapi.json`` with GitHub's response shapes, headers, error
 bodies and rate-limit accounting, and runs a real workflow-run lifecycle (queued → in_progress →
 waiting for environment reviewers → completed) whose outcome a Python hook decides. Tests of the
-callers inject faults (5xx, rate limits, delays, dropped connections) and read the request log.
+callers inject faults (5xx, rate limits, delays, dropped connections) and read the request log;
+how faults apply and what the log records is shared with the other emulators, in
+:mod:`watchdog.emulator.base`. Rate-limit faults answer as GitHub does.
 
 Use it in-process (``with GitHubEmulator(...) as gh: Github(base_url=gh.url, ...)``) or standalone:
 ``python -m watchdog.emulator.github --port 8091 --token T --repo acme/stamps``.
@@ -25,8 +27,6 @@ import operator
 import os
 import re
 import secrets
-import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,11 +34,14 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, cast
-from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
+
+from watchdog.emulator.base import Answer, EmulatorHandler, HttpEmulator, HttpRequest
+from watchdog.emulator.base import Exchange as Exchange
+from watchdog.emulator.base import ExchangeListener as ExchangeListener
+from watchdog.emulator.base import Fault as Fault
 
 log = logging.getLogger(__name__)
 
@@ -172,66 +175,6 @@ class RunContext:
 
 
 RunHook = Callable[[RunContext], bool]
-
-
-@dataclass
-class Fault:
-    """A queued misbehaviour for requests matching ``method`` and the ``path`` regex.
-
-    Order of effects: wait ``delay`` seconds; then ``drop="before"`` closes the connection
-    without processing, a ``status`` answers with that status/body/headers without processing,
-    ``drop="after"`` processes the request for real and closes the connection without answering;
-    otherwise the request is served normally (a pure delay). Fires ``times`` times.
-    """
-
-    method: str
-    path: str
-    status: int | None = None
-    body: Any = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    drop: Literal["before", "after"] | None = None
-    times: int = 1
-    fired: int = 0
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method == "*" or self.method.upper() == method.upper()) and bool(
-            re.search(self.path, path)
-        )
-
-    @property
-    def exhausted(self) -> bool:
-        return self.fired >= self.times
-
-
-@dataclass(frozen=True)
-class Exchange:
-    """One handled request and its response, as recorded in the request log.
-
-    ``path`` is the API path (no query); ``operation`` the GitHub operationId that served it
-    (None for unknown paths, auth failures and faults that answered instead). ``dropped`` is True
-    when the connection was closed without a response; then ``status`` is what would have been
-    sent, or None when the request was dropped before being processed.
-    """
-
-    seq: int
-    method: str
-    path: str
-    query: Mapping[str, list[str]]
-    request_headers: Mapping[str, str]
-    request_body: bytes
-    request_json: Any
-    status: int | None
-    response_headers: Mapping[str, str]
-    response_body: bytes
-    response_json: Any
-    operation: str | None
-    fault: Fault | None
-    dropped: bool
-    at: float
-
-
-ExchangeListener = Callable[[Exchange], None]
 
 
 # --------------------------------------------------------------------------- internal state
@@ -438,14 +381,6 @@ class _Issue:
     comments: list[_Comment] = field(default_factory=list)
 
 
-@dataclass
-class _Outcome:
-    status: int | None
-    headers: dict[str, str]
-    body: bytes
-    drop: bool
-
-
 class _BlankMissing(dict[str, str]):
     """Renders unknown ``run_name`` placeholders as empty, like an unset input in ``run-name:``."""
 
@@ -591,12 +526,23 @@ def _always_succeeds(run: RunContext) -> bool:
 # --------------------------------------------------------------------------- the emulator
 
 
-class GitHubEmulator:
+class _Handler(EmulatorHandler):
+    """Keep-alive and the ``Server`` header like api.github.com."""
+
+    server_version = "GitHub.com"
+    sys_version = ""
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = EmulatorHandler.serve
+
+
+class GitHubEmulator(HttpEmulator[_Reply]):
     """In-memory GitHub for one repository, served on ``127.0.0.1`` (port 0 = a free port).
 
     All state sits behind one lock; each workflow run is driven by its own background thread.
     ``url`` is the base URL to hand PyGithub (``Github(base_url=emu.url, auth=Auth.Token(token))``).
     """
+
+    service = "GitHub"
+    handler = _Handler
 
     def __init__(
         self,
@@ -624,16 +570,10 @@ class GitHubEmulator:
         on_exchange: ExchangeListener | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
-        self._lock = threading.RLock()
+        super().__init__(host=host, port=port, now=now, on_exchange=on_exchange)
         self._changed = threading.Condition(self._lock)
-        self._stopping = threading.Event()
-        self._now = now
-        self._host = host
-        self._port = port
         self._public_url = public_url.rstrip("/") if public_url else None
         self._html_base = html_base.rstrip("/")
-        self._server: _Server | None = None
-        self._server_thread: threading.Thread | None = None
         self._run_threads: list[threading.Thread] = []
         self.queue_delay = queue_delay
         self.step_delay = step_delay
@@ -703,68 +643,24 @@ class GitHubEmulator:
         self._rate_used = 0
         self._rate_reset = int(created) + 3600
 
-        self._faults: list[Fault] = []
-        self._log: list[Exchange] = []
-        self._log_lock = threading.Lock()
-        self._seq = itertools.count(1)
-        self._listeners: list[ExchangeListener] = [on_exchange] if on_exchange else []
-        self.listener_errors: list[BaseException] = []
         self.hook_errors: list[BaseException] = []
-        self.internal_errors: list[BaseException] = []
         self._routes = self._build_routes()
 
     # ----------------------------------------------------------------------- lifecycle
-
-    def start(self) -> GitHubEmulator:
-        """Bind and serve in a background thread; returns self."""
-        if self._server is not None:
-            raise RuntimeError("the GitHub emulator is already running")
-        self._stopping.clear()
-        self._server = _Server((self._host, self._port), self)
-        self._server_thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="github-emulator",
-            daemon=True,
-        )
-        self._server_thread.start()
-        return self
 
     def stop(self) -> None:
         """Stop serving and wake every run thread; waiting runs stay as they are."""
         self._stopping.set()
         with self._changed:
             self._changed.notify_all()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._server_thread is not None:
-            self._server_thread.join(timeout=5)
-            self._server_thread = None
+        super().stop()
         for thread in list(self._run_threads):
             thread.join(timeout=2)
-
-    def __enter__(self) -> GitHubEmulator:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
         """Base URL of the API (no path prefix): ``http://127.0.0.1:<port>``."""
-        if self._public_url:
-            return self._public_url
-        if self._server is None:
-            raise RuntimeError("the GitHub emulator is not running; call start() first")
-        host, port = self._server.server_address[:2]
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else str(host)
-        return f"http://{shown}:{port}"
+        return self._public_url or super().url
 
     @property
     def owner(self) -> str:
@@ -834,31 +730,6 @@ class GitHubEmulator:
 
     # ----------------------------------------------------------------------- faults
 
-    def inject(
-        self,
-        method: str,
-        path: str,
-        *,
-        status: int | None = None,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        delay: float = 0.0,
-        drop: Literal["before", "after"] | None = None,
-        times: int = 1,
-    ) -> Fault:
-        """Queue a fault for requests whose method matches (``*`` = any) and path matches the regex."""
-        if times < 1:
-            raise ValueError("a fault fires at least once")
-        re.compile(path)
-        fault = Fault(method, path, status, body, dict(headers or {}), delay, drop, times)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
-    def inject_error(self, method: str, path: str, status: int = 502, *, times: int = 1) -> Fault:
-        """Answer with a server error (502 by default) without processing."""
-        return self.inject(method, path, status=status, times=times)
-
     def inject_rate_limit(self, method: str, path: str, *, reset_in: float = 60.0, times: int = 1) -> Fault:
         """Answer 403 as an exhausted primary rate limit (``x-ratelimit-remaining: 0``)."""
         uid = self._user(self._tokens_login()).id
@@ -895,53 +766,12 @@ class GitHubEmulator:
             times=times,
         )
 
-    def inject_delay(self, method: str, path: str, seconds: float, *, times: int = 1) -> Fault:
-        """Serve matching requests normally but only after ``seconds`` (to make clients time out)."""
-        return self.inject(method, path, delay=seconds, times=times)
-
-    def inject_accept_then_drop(self, method: str, path: str, *, times: int = 1) -> Fault:
-        """Process matching requests for real, then close the connection without an answer."""
-        return self.inject(method, path, drop="after", times=times)
-
-    def inject_drop(self, method: str, path: str, *, times: int = 1) -> Fault:
-        """Close the connection of matching requests without processing them."""
-        return self.inject(method, path, drop="before", times=times)
-
-    @property
-    def pending_faults(self) -> list[Fault]:
-        with self._lock:
-            return [f for f in self._faults if not f.exhausted]
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
     # ----------------------------------------------------------------------- request log
-
-    def add_listener(self, listener: ExchangeListener) -> None:
-        """Call ``listener`` with every exchange, before its response is sent."""
-        self._listeners.append(listener)
 
     @property
     def exchanges(self) -> list[Exchange]:
-        with self._log_lock:
-            return list(self._log)
-
-    def requests(
-        self, method: str | None = None, path: str | None = None, operation: str | None = None
-    ) -> list[Exchange]:
-        """Logged exchanges filtered by method, path regex and/or GitHub operationId."""
-        return [
-            ex
-            for ex in self.exchanges
-            if (method is None or ex.method == method.upper())
-            and (path is None or re.search(path, ex.path))
-            and (operation is None or ex.operation == operation)
-        ]
-
-    def clear_log(self) -> None:
-        with self._log_lock:
-            self._log.clear()
+        """Every logged exchange, oldest first (filter with :meth:`requests`)."""
+        return self.requests()
 
     # ----------------------------------------------------------------------- rate limit
 
@@ -1005,100 +835,33 @@ class GitHubEmulator:
 
     # ======================================================================= request handling
 
-    def _handle(self, method: str, target: str, raw_headers: Mapping[str, str], body: bytes) -> _Outcome:
-        """Serve one request end to end (faults, auth, rate limit, routing) and log it."""
-        parts = urlsplit(target)
-        path = parts.path or "/"
-        query = parse_qs(parts.query, keep_blank_values=True)
-        headers = {k.lower(): v for k, v in raw_headers.items()}
-        request_id = "{:04X}:{:04X}:{:06X}:{:06X}:{:08X}".format(
-            *(secrets.randbits(n) for n in (16, 16, 24, 24, 32))
-        )
-        try:
-            request_json: Any = json.loads(body) if body else None
-        except ValueError:
-            request_json = None
-
-        fault = self._take_fault(method, path)
-        stopped = fault is not None and fault.delay > 0 and self._stopping.wait(fault.delay)
-        operation: str | None = None
-        reply: _Reply | None
-        if stopped or (fault is not None and fault.drop == "before"):
-            reply = None  # a delayed request the emulator stops during is never served
-        elif fault is not None and fault.status is not None:
-            reply = self._fault_reply(fault)
-        else:
-            operation, reply = self._serve(method, path, query, headers, body)
-
-        response_headers: dict[str, str] = {}
-        payload = b""
-        if reply is not None:
-            response_headers = self._standard_headers(request_id)
-            if fault is not None and fault.status is not None:
-                response_headers.update({k.lower(): v for k, v in fault.headers.items()})
-            response_headers.update(reply.headers)
-            if reply.empty:
-                response_headers.pop("content-type", None)
-            elif isinstance(reply.body, bytes | str):
-                payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
-            else:
-                payload = json.dumps(reply.body).encode()
-            if not reply.empty:
-                response_headers["content-length"] = str(len(payload))
-        dropped = reply is None or (fault is not None and fault.drop == "after")
-        try:
-            response_json = json.loads(payload) if payload else None
-        except ValueError:
-            response_json = None
-        exchange = Exchange(
-            seq=next(self._seq),
-            method=method.upper(),
-            path=path,
-            query=query,
-            request_headers=headers,
-            request_body=body,
-            request_json=request_json,
-            status=reply.status if reply else None,
-            response_headers=response_headers,
-            response_body=payload,
-            response_json=response_json,
-            operation=operation,
-            fault=fault,
-            dropped=dropped,
-            at=self._now(),
-        )
-        self._record(exchange)
-        return _Outcome(status=exchange.status, headers=response_headers, body=payload, drop=dropped)
-
-    def _record(self, exchange: Exchange) -> None:
-        with self._log_lock:
-            self._log.append(exchange)
-        for listener in list(self._listeners):
-            try:
-                listener(exchange)
-            except Exception as exc:
-                log.exception("exchange listener failed")
-                self.listener_errors.append(exc)
-
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if not fault.exhausted and fault.matches(method, path):
-                    fault.fired += 1
-                    return fault
-        return None
-
     def _fault_reply(self, fault: Fault) -> _Reply:
         status = cast(int, fault.status)
         if fault.body is None:
             body: Any = {"message": HTTPStatus(status).phrase, "documentation_url": DOCS_URL}
         else:
             body = fault.body
-        return _Reply(status, body, empty=status in (204, 304))
+        headers = {k.lower(): v for k, v in fault.headers.items()}
+        return _Reply(status, body, headers, empty=status in (204, 304))
 
-    def _serve(
-        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
-    ) -> tuple[str | None, _Reply]:
+    def _render(self, reply: _Reply) -> Answer:
+        request_id = "{:04X}:{:04X}:{:06X}:{:06X}:{:08X}".format(
+            *(secrets.randbits(n) for n in (16, 16, 24, 24, 32))
+        )
+        headers = self._standard_headers(request_id)
+        headers.update(reply.headers)
+        if reply.empty:
+            headers.pop("content-type", None)
+            return Answer(reply.status, headers)
+        if isinstance(reply.body, bytes | str):
+            payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
+        else:
+            payload = json.dumps(reply.body).encode()
+        headers["content-length"] = str(len(payload))
+        return Answer(reply.status, headers, payload)
+
+    def _serve(self, http: HttpRequest) -> tuple[str | None, _Reply]:
+        method, path, headers = http.method, http.path, http.headers
         login = self._authenticate(headers.get("authorization", ""))
         if login is None:
             message = "Bad credentials" if headers.get("authorization") else "Requires authentication"
@@ -1113,10 +876,10 @@ class GitHubEmulator:
         if route is None:
             return None, self._error_reply(_HttpError(404, "Not Found"))
         try:
-            parsed: Any = json.loads(body) if body.strip() else None
+            parsed: Any = json.loads(http.body) if http.body.strip() else None
         except ValueError:
             return route.operation, self._error_reply(_HttpError(400, "Problems parsing JSON"))
-        request = _Request(method.upper(), path, params, query, parsed, login)
+        request = _Request(method, path, params, http.query, parsed, login)
         with self._changed:
             try:
                 if "owner" in params and (
@@ -2739,64 +2502,6 @@ class GitHubEmulator:
         return _Reply(200, {"resources": resources, "rate": core})
 
 
-# --------------------------------------------------------------------------- HTTP plumbing
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], emulator: GitHubEmulator) -> None:
-        self.emulator = emulator
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Turns HTTP into :meth:`GitHubEmulator._handle` calls; keep-alive like api.github.com."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "GitHub.com"
-    sys_version = ""
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        emulator = cast(_Server, self.server).emulator
-        length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        outcome = emulator._handle(self.command, self.path, dict(self.headers.items()), body)
-        if outcome.drop or outcome.status is None:
-            self.close_connection = True
-            with suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        try:
-            self.send_response(outcome.status)
-            for name, value in outcome.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            if outcome.body:
-                self.wfile.write(outcome.body)
-        except OSError:
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
-
-
 # --------------------------------------------------------------------------- standalone
 
 
@@ -2881,16 +2586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         step_delay=args.step_delay,
         **seed_kwargs(seed),
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    emulator.start()
-    log.info("GitHub emulator for %s serving at %s", emulator.full_name, emulator.url)
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.stop()
+    emulator.serve_until_terminated(f"for {emulator.full_name}")
     return 0
 
 

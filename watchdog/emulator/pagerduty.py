@@ -7,7 +7,8 @@ checks events as PagerDuty documents (32-character alphanumeric routing keys it 
 summaries of at most 1024 characters, ISO 8601 timestamps, about 120 events a minute per routing
 key), answers 202 or 400 with PagerDuty's bodies, and keeps each alert's lifecycle (triggered →
 acknowledged → resolved) with every event that shaped it. Tests of the callers inject faults
-(5xx, 429, delays, dropped connections) and read the request log.
+(5xx, 429, delays, dropped connections) and read the request log, both shared with the other
+emulators in :mod:`watchdog.emulator.base`; injected errors answer in PagerDuty's shapes.
 
 Use it in-process (``with PagerDutyEmulator() as pd: PagerDuty(pd.url, ROUTING_KEY, http)``) or
 standalone: ``python -m watchdog.emulator.pagerduty --port 8092 --routing-key KEY``.
@@ -21,9 +22,6 @@ import json
 import logging
 import os
 import re
-import signal
-import socket
-import threading
 import time
 import uuid
 from collections import deque
@@ -32,12 +30,17 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Literal, cast
-from urllib.parse import parse_qs, urlsplit
 
-from watchdog.emulator.github import Exchange, ExchangeListener, Fault
+from watchdog.emulator.base import (
+    Answer,
+    EmulatorHandler,
+    Exchange,
+    ExchangeListener,
+    Fault,
+    HttpEmulator,
+    HttpRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +151,6 @@ class _Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
-class _Outcome:
-    status: int | None
-    headers: dict[str, str]
-    body: bytes
-    drop: bool
-
-
 def _new_dedup_key() -> str:
     return uuid.uuid4().hex
 
@@ -210,7 +205,15 @@ def _details(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
 # --------------------------------------------------------------------------- the emulator
 
 
-class PagerDutyEmulator:
+class _Handler(EmulatorHandler):
+    """Keep-alive and the ``Server`` header like events.pagerduty.com."""
+
+    server_version = "PagerDuty"
+    sys_version = ""
+    do_GET = do_POST = do_PUT = EmulatorHandler.serve
+
+
+class PagerDutyEmulator(HttpEmulator[_Reply]):
     """In-memory PagerDuty Events API v2, served on ``127.0.0.1`` (port 0 = a free port).
 
     All state sits behind one lock. ``url`` ends in ``/v2`` and is what clients take as the
@@ -219,6 +222,9 @@ class PagerDutyEmulator:
     triggered through the same routing key, and a trigger after a resolve opens a new alert.
     ``rate_limit`` events per routing key per minute are accepted, then 429 (None: no limit).
     """
+
+    service = "PagerDuty"
+    handler = _Handler
 
     def __init__(
         self,
@@ -231,14 +237,8 @@ class PagerDutyEmulator:
         now: Callable[[], float] = time.time,
         new_dedup_key: Callable[[], str] = _new_dedup_key,
     ) -> None:
-        self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._now = now
+        super().__init__(host=host, port=port, now=now, on_exchange=on_exchange)
         self._new_dedup_key = new_dedup_key
-        self._host = host
-        self._port = port
-        self._server: _Server | None = None
-        self._server_thread: threading.Thread | None = None
         self._routing_keys: set[str] = set()
         for key in routing_keys:
             self.add_routing_key(key)
@@ -250,60 +250,12 @@ class PagerDutyEmulator:
         self._changes: list[ChangeEvent] = []
         self._event_seq = itertools.count(1)
 
-        self._faults: list[Fault] = []
-        self._log: list[Exchange] = []
-        self._log_lock = threading.Lock()
-        self._seq = itertools.count(1)
-        self._listeners: list[ExchangeListener] = [on_exchange] if on_exchange else []
-        self.listener_errors: list[BaseException] = []
-        self.internal_errors: list[BaseException] = []
-
     # ----------------------------------------------------------------------- lifecycle
-
-    def start(self) -> PagerDutyEmulator:
-        """Bind and serve in a background thread; returns self."""
-        if self._server is not None:
-            raise RuntimeError("the PagerDuty emulator is already running")
-        self._stopping.clear()
-        self._server = _Server((self._host, self._port), self)
-        self._server_thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="pagerduty-emulator",
-            daemon=True,
-        )
-        self._server_thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; requests held by an injected delay are let go at once."""
-        self._stopping.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._server_thread is not None:
-            self._server_thread.join(timeout=5)
-            self._server_thread = None
-
-    def __enter__(self) -> PagerDutyEmulator:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
         """The events URL: ``http://127.0.0.1:<port>/v2`` (POST ``/enqueue`` and ``/change/enqueue``)."""
-        if self._server is None:
-            raise RuntimeError("the PagerDuty emulator is not running; call start() first")
-        host, port = self._server.server_address[:2]
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else str(host)
-        return f"http://{shown}:{port}{BASE_PATH}"
+        return super().url + BASE_PATH
 
     def add_routing_key(self, key: str) -> None:
         """Accept events for another integration (32 alphanumerics, like PagerDuty's keys)."""
@@ -313,31 +265,6 @@ class PagerDutyEmulator:
             self._routing_keys.add(key)
 
     # ----------------------------------------------------------------------- faults
-
-    def inject(
-        self,
-        method: str,
-        path: str,
-        *,
-        status: int | None = None,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        delay: float = 0.0,
-        drop: Literal["before", "after"] | None = None,
-        times: int = 1,
-    ) -> Fault:
-        """Queue a fault for requests whose method matches (``*`` = any) and path matches the regex."""
-        if times < 1:
-            raise ValueError("a fault fires at least once")
-        re.compile(path)
-        fault = Fault(method, path, status, body, dict(headers or {}), delay, drop, times)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
-    def inject_error(self, method: str, path: str, status: int = 502, *, times: int = 1) -> Fault:
-        """Answer with an error (502 by default) in PagerDuty's error shape, without processing."""
-        return self.inject(method, path, status=status, times=times)
 
     def inject_rate_limit(
         self, method: str, path: str, *, retry_after: float | None = None, times: int = 1
@@ -352,53 +279,12 @@ class PagerDutyEmulator:
             times=times,
         )
 
-    def inject_delay(self, method: str, path: str, seconds: float, *, times: int = 1) -> Fault:
-        """Serve matching requests normally but only after ``seconds`` (to make clients time out)."""
-        return self.inject(method, path, delay=seconds, times=times)
-
-    def inject_accept_then_drop(self, method: str, path: str, *, times: int = 1) -> Fault:
-        """Process matching events for real, then close the connection without an answer."""
-        return self.inject(method, path, drop="after", times=times)
-
-    def inject_drop(self, method: str, path: str, *, times: int = 1) -> Fault:
-        """Close the connection of matching requests without processing them."""
-        return self.inject(method, path, drop="before", times=times)
-
-    @property
-    def pending_faults(self) -> list[Fault]:
-        with self._lock:
-            return [f for f in self._faults if not f.exhausted]
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
     # ----------------------------------------------------------------------- request log
-
-    def add_listener(self, listener: ExchangeListener) -> None:
-        """Call ``listener`` with every exchange, before its response is sent."""
-        self._listeners.append(listener)
 
     @property
     def exchanges(self) -> list[Exchange]:
-        with self._log_lock:
-            return list(self._log)
-
-    def requests(
-        self, method: str | None = None, path: str | None = None, operation: str | None = None
-    ) -> list[Exchange]:
-        """Logged exchanges filtered by method, path regex and/or operationId (``createV2Event``)."""
-        return [
-            ex
-            for ex in self.exchanges
-            if (method is None or ex.method == method.upper())
-            and (path is None or re.search(path, ex.path))
-            and (operation is None or ex.operation == operation)
-        ]
-
-    def clear_log(self) -> None:
-        with self._log_lock:
-            self._log.clear()
+        """Every logged exchange, oldest first (filter with :meth:`requests`, e.g. by ``createV2Event``)."""
+        return self.requests()
 
     # ----------------------------------------------------------------------- what PagerDuty holds
 
@@ -427,84 +313,11 @@ class PagerDutyEmulator:
 
     # ======================================================================= request handling
 
-    def _handle(self, method: str, target: str, raw_headers: Mapping[str, str], body: bytes) -> _Outcome:
-        """Serve one request end to end (faults, routing, the event itself) and log it."""
-        parts = urlsplit(target)
-        path = parts.path or "/"
-        headers = {k.lower(): v for k, v in raw_headers.items()}
-        try:
-            request_json: Any = json.loads(body) if body else None
-        except ValueError:
-            request_json = None
+    def _unserved_operation(self, request: HttpRequest) -> str | None:
+        """PagerDuty's log names the endpoint's operation even for requests a fault answered."""
+        return _ROUTES.get(request.path.rstrip("/"))
 
-        fault = self._take_fault(method, path)
-        if fault is not None and fault.delay > 0:
-            self._stopping.wait(fault.delay)
-        operation = _ROUTES.get(path.rstrip("/"))
-        reply: _Reply | None
-        if fault is not None and fault.drop == "before":
-            reply = None
-        elif fault is not None and fault.status is not None:
-            reply = self._fault_reply(fault)
-        else:
-            reply = self._serve(method, path.rstrip("/"), body)
-
-        response_headers: dict[str, str] = {}
-        payload = b""
-        if reply is not None:
-            if isinstance(reply.body, bytes | str):  # an injected stand-in, e.g. a proxy's HTML page
-                response_headers = {"content-type": "text/html; charset=utf-8"}
-                payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
-            else:
-                response_headers = {"content-type": "application/json"}
-                payload = json.dumps(reply.body).encode()
-            response_headers.update({k.lower(): v for k, v in reply.headers.items()})
-            response_headers["content-length"] = str(len(payload))
-        dropped = reply is None or (fault is not None and fault.drop == "after")
-        try:
-            response_json = json.loads(payload) if payload else None
-        except ValueError:
-            response_json = None
-        exchange = Exchange(
-            seq=next(self._seq),
-            method=method.upper(),
-            path=path,
-            query=parse_qs(parts.query, keep_blank_values=True),
-            request_headers=headers,
-            request_body=body,
-            request_json=request_json,
-            status=reply.status if reply else None,
-            response_headers=response_headers,
-            response_body=payload,
-            response_json=response_json,
-            operation=operation,
-            fault=fault,
-            dropped=dropped,
-            at=self._now(),
-        )
-        self._record(exchange)
-        return _Outcome(status=exchange.status, headers=response_headers, body=payload, drop=dropped)
-
-    def _record(self, exchange: Exchange) -> None:
-        with self._log_lock:
-            self._log.append(exchange)
-        for listener in list(self._listeners):
-            try:
-                listener(exchange)
-            except Exception as exc:
-                log.exception("exchange listener failed")
-                self.listener_errors.append(exc)
-
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if not fault.exhausted and fault.matches(method, path):
-                    fault.fired += 1
-                    return fault
-        return None
-
-    @staticmethod
-    def _fault_reply(fault: Fault) -> _Reply:
+    def _fault_reply(self, fault: Fault) -> _Reply:
         status = cast(int, fault.status)
         if fault.body is None:
             phrase = HTTPStatus(status)
@@ -513,16 +326,28 @@ class PagerDutyEmulator:
             body = fault.body
         return _Reply(status, body, dict(fault.headers))
 
-    def _serve(self, method: str, path: str, raw: bytes) -> _Reply:
-        operation = _ROUTES.get(path)
+    def _render(self, reply: _Reply) -> Answer:
+        if isinstance(reply.body, bytes | str):  # an injected stand-in, e.g. a proxy's HTML page
+            headers = {"content-type": "text/html; charset=utf-8"}
+            payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
+        else:
+            headers = {"content-type": "application/json"}
+            payload = json.dumps(reply.body).encode()
+        headers.update({k.lower(): v for k, v in reply.headers.items()})
+        headers["content-length"] = str(len(payload))
+        return Answer(reply.status, headers, payload)
+
+    def _serve(self, request: HttpRequest) -> tuple[str | None, _Reply]:
+        operation = _ROUTES.get(request.path.rstrip("/"))
+        return operation, self._event_reply(operation, request)
+
+    def _event_reply(self, operation: str | None, request: HttpRequest) -> _Reply:
+        path = request.path.rstrip("/")
         if operation is None:
             return _Reply(404, {"status": "Not Found", "message": f"No such endpoint: {path}"})
-        if method.upper() != "POST":
+        if request.method != "POST":
             return _Reply(405, {"status": "Method Not Allowed", "message": "Use POST"}, {"allow": "POST"})
-        try:
-            event = json.loads(raw)
-        except ValueError:
-            event = None
+        event = request.json
         if not isinstance(event, dict):
             return _Reply(
                 400,
@@ -690,58 +515,6 @@ class PagerDutyEmulator:
         return _Reply(202, {"status": "success", "message": "Event processed"})
 
 
-# --------------------------------------------------------------------------- HTTP plumbing
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], emulator: PagerDutyEmulator) -> None:
-        self.emulator = emulator
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Turns HTTP into :meth:`PagerDutyEmulator._handle` calls; keep-alive like events.pagerduty.com."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "PagerDuty"
-    sys_version = ""
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        emulator = cast(_Server, self.server).emulator
-        length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        outcome = emulator._handle(self.command, self.path, dict(self.headers.items()), body)
-        if outcome.drop or outcome.status is None:
-            self.close_connection = True
-            with suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        try:
-            self.send_response(outcome.status)
-            for name, value in outcome.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            if outcome.body:
-                self.wfile.write(outcome.body)
-        except OSError:
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
-
-
 # --------------------------------------------------------------------------- standalone
 
 
@@ -769,16 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    emulator.start()
-    log.info("PagerDuty emulator serving at %s for %d routing key(s)", emulator.url, len(keys))
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.stop()
+    emulator.serve_until_terminated(f"for {len(keys)} routing key(s)")
     return 0
 
 

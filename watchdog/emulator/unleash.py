@@ -7,7 +7,8 @@ Unleash's status codes and error bodies (``{id, name, message, details}``): 401 
 an unknown token, 403 for a client token on the admin API or a viewer's write, 404 for a feature
 not in the project or an environment the feature does not have. A toggle answers 200 with an
 empty body, as Unleash does. Tests inject faults (5xx, delays, dropped connections), read the
-request log and the toggle events, and read or set flag states directly.
+request log (both shared with the other emulators in :mod:`watchdog.emulator.base`) and the
+toggle events, and read or set flag states directly.
 
 Use it in-process: ``with UnleashEmulator(features=[FeatureDef("checkout", {"production"})]) as u:``.
 """
@@ -18,21 +19,16 @@ import itertools
 import json
 import logging
 import re
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Literal, cast
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
-from watchdog.emulator.github import Exchange, Fault
+from watchdog.emulator.base import Answer, EmulatorHandler, Exchange, Fault, HttpEmulator, HttpRequest
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +120,23 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class UnleashEmulator:
+class _Handler(EmulatorHandler):
+    """Keep-alive like Unleash's Express server."""
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = EmulatorHandler.serve
+
+
+class UnleashEmulator(HttpEmulator[_Reply]):
     """In-memory Unleash admin API on ``127.0.0.1`` (port 0 = a free port).
 
-    ``environments`` maps environment names to their types; ``projects`` maps project ids to the
-    environments enabled in them (default: one ``default`` project with every environment);
-    ``tokens`` maps each accepted token to its :data:`TokenRole`. All state sits behind one lock.
+    ``url`` is the base URL of the instance (the API is under ``/api``). ``environments`` maps
+    environment names to their types; ``projects`` maps project ids to the environments enabled
+    in them (default: one ``default`` project with every environment); ``tokens`` maps each
+    accepted token to its :data:`TokenRole`. All state sits behind one lock.
     """
+
+    service = "Unleash"
+    handler = _Handler
 
     def __init__(
         self,
@@ -143,13 +149,7 @@ class UnleashEmulator:
         port: int = 0,
         now: Callable[[], float] = time.time,
     ) -> None:
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._now = now
-        self._host = host
-        self._port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(host=host, port=port, now=now)
         self._env_types = dict(environments or {"development": "development", "production": "production"})
         self._projects = {
             p: list(envs) for p, envs in (projects or {"default": list(self._env_types)}).items()
@@ -162,59 +162,8 @@ class UnleashEmulator:
         self._features: dict[str, _Feature] = {}
         for spec in features:
             self.add_feature(spec)
-        self._faults: list[Fault] = []
-        self._log: list[Exchange] = []
         self._events: list[ToggleEvent] = []
-        self._seq = itertools.count(1)
         self._event_seq = itertools.count(1)
-        self.internal_errors: list[BaseException] = []
-
-    # ----------------------------------------------------------------------- lifecycle
-
-    def start(self) -> UnleashEmulator:
-        """Bind and serve in a background thread; returns self."""
-        if self._server is not None:
-            raise RuntimeError("the Unleash emulator is already running")
-        self._stopping.clear()
-        self._server = _Server((self._host, self._port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="unleash-emulator",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; requests held by an injected delay are released at once."""
-        self._stopping.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> UnleashEmulator:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL of the Unleash instance: ``http://127.0.0.1:<port>`` (the API is under /api)."""
-        if self._server is None:
-            raise RuntimeError("the Unleash emulator is not running; call start() first")
-        host, port = self._server.server_address[:2]
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else str(host)
-        return f"http://{shown}:{port}"
 
     # ----------------------------------------------------------------------- state
 
@@ -261,119 +210,19 @@ class UnleashEmulator:
 
     # ----------------------------------------------------------------------- faults
 
-    def inject(
-        self,
-        method: str,
-        path: str,
-        *,
-        status: int | None = None,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        delay: float = 0.0,
-        drop: Literal["before", "after"] | None = None,
-        times: int = 1,
-    ) -> Fault:
-        """Queue a fault for requests whose method matches (``*`` = any) and path matches the regex.
-
-        Effects in order: wait ``delay`` seconds; ``drop="before"`` closes the connection without
-        processing; a ``status`` answers with it (default body: Unleash's error shape) without
-        processing; ``drop="after"`` processes the request, then closes without answering.
-        """
-        if times < 1:
-            raise ValueError("a fault fires at least once")
-        re.compile(path)
-        fault = Fault(method, path, status, body, dict(headers or {}), delay, drop, times)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
     def inject_error(self, method: str, path: str, status: int = 503, *, times: int = 1) -> Fault:
-        """Answer with an error status (503 by default) without processing."""
+        """Answer with an error status (503 by default) in Unleash's error shape, without processing."""
         return self.inject(method, path, status=status, times=times)
-
-    def inject_delay(self, method: str, path: str, seconds: float, *, times: int = 1) -> Fault:
-        """Serve matching requests normally, but only after ``seconds`` (to make clients time out)."""
-        return self.inject(method, path, delay=seconds, times=times)
-
-    def inject_drop(self, method: str, path: str, *, times: int = 1) -> Fault:
-        """Close the connection of matching requests without processing them."""
-        return self.inject(method, path, drop="before", times=times)
-
-    def inject_accept_then_drop(self, method: str, path: str, *, times: int = 1) -> Fault:
-        """Process matching requests for real, then close the connection without an answer."""
-        return self.inject(method, path, drop="after", times=times)
 
     # ----------------------------------------------------------------------- request log
 
     def exchanges(self, method: str | None = None, path: str | None = None) -> list[Exchange]:
         """Logged exchanges, oldest first, filtered by method and/or path regex."""
-        with self._lock:
-            logged = list(self._log)
-        return [
-            ex
-            for ex in logged
-            if (method is None or ex.method == method.upper()) and (path is None or re.search(path, ex.path))
-        ]
+        return self.requests(method, path)
 
     # ======================================================================= request handling
 
-    def _handle(self, method: str, target: str, raw_headers: Mapping[str, str], body: bytes) -> Exchange:
-        """Serve one request end to end (fault, auth, routing) and log it."""
-        parts = urlsplit(target)
-        path = parts.path or "/"
-        headers = {k.lower(): v for k, v in raw_headers.items()}
-        fault = self._take_fault(method, path)
-        if fault is not None and fault.delay > 0:
-            self._stopping.wait(fault.delay)
-        operation: str | None = None
-        reply: _Reply | None = None
-        if fault is not None and fault.status is not None:
-            reply = self._fault_reply(fault)
-        elif fault is None or fault.drop != "before":
-            operation, reply = self._serve(method.upper(), path, headers)
-        payload = b""
-        response_headers: dict[str, str] = {}
-        if reply is not None:
-            response_headers.update(reply.headers)
-            if reply.body is not None:
-                payload = json.dumps(reply.body).encode()
-                response_headers["content-type"] = "application/json; charset=utf-8"
-            response_headers["content-length"] = str(len(payload))
-        try:
-            request_json: Any = json.loads(body) if body else None
-        except ValueError:
-            request_json = None
-        with self._lock:
-            exchange = Exchange(
-                seq=next(self._seq),
-                method=method.upper(),
-                path=path,
-                query=parse_qs(parts.query, keep_blank_values=True),
-                request_headers=headers,
-                request_body=body,
-                request_json=request_json,
-                status=reply.status if reply else None,
-                response_headers=response_headers,
-                response_body=payload,
-                response_json=reply.body if reply else None,
-                operation=operation,
-                fault=fault,
-                dropped=reply is None or (fault is not None and fault.drop == "after"),
-                at=self._now(),
-            )
-            self._log.append(exchange)
-        return exchange
-
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if not fault.exhausted and fault.matches(method, path):
-                    fault.fired += 1
-                    return fault
-        return None
-
-    @staticmethod
-    def _fault_reply(fault: Fault) -> _Reply:
+    def _fault_reply(self, fault: Fault) -> _Reply:
         status = cast(int, fault.status)
         if fault.body is not None:
             return _Reply(status, fault.body, {k.lower(): v for k, v in fault.headers.items()})
@@ -382,9 +231,19 @@ class UnleashEmulator:
         reply.headers.update({k.lower(): v for k, v in fault.headers.items()})
         return reply
 
-    def _serve(self, method: str, path: str, headers: Mapping[str, str]) -> tuple[str | None, _Reply]:
+    def _render(self, reply: _Reply) -> Answer:
+        headers = dict(reply.headers)
+        payload = b""
+        if reply.body is not None:
+            payload = json.dumps(reply.body).encode()
+            headers["content-type"] = "application/json; charset=utf-8"
+        headers["content-length"] = str(len(payload))
+        return Answer(reply.status, headers, payload)
+
+    def _serve(self, request: HttpRequest) -> tuple[str | None, _Reply]:
         """Unleash's middleware order: token type, authentication, route, permission, handler."""
-        authorization = headers.get("authorization", "").strip()
+        method, path = request.method, request.path
+        authorization = request.headers.get("authorization", "").strip()
         token = (
             authorization[len("bearer ") :].strip()
             if authorization.lower().startswith("bearer ")
@@ -503,59 +362,3 @@ class UnleashEmulator:
             "children": [],
             "dependencies": [],
         }
-
-
-# --------------------------------------------------------------------------- HTTP plumbing
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], emulator: UnleashEmulator) -> None:
-        self.emulator = emulator
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Turns HTTP into :meth:`UnleashEmulator._handle` calls, with keep-alive like Unleash's Express."""
-
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        emulator = cast(_Server, self.server).emulator
-        length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        exchange = emulator._handle(self.command, self.path, dict(self.headers.items()), body)
-        if exchange.dropped or exchange.status is None:
-            self.close_connection = True
-            with suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        try:
-            self.send_response(exchange.status)
-            for name, value in exchange.response_headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            if exchange.response_body:
-                self.wfile.write(exchange.response_body)
-        except OSError:
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
