@@ -502,7 +502,7 @@ class RollbackPipeline:
             if now - started > policy.approval_timeout_s:
                 self.deployer.cancel(run_id)
                 raise StepFailed(
-                    f"nobody approved rollback run {run_id} within {policy.approval_timeout_s:.0f}s; "
+                    f"nobody approved rollback run {run_id} within {policy.approval_timeout_s:g}s; "
                     "the run was cancelled",
                     {"run_id": run_id, "run_url": run.html_url, "reviewers": ev["reviewers"]},
                 )
@@ -520,6 +520,14 @@ class RollbackPipeline:
         if ev.get("waiting_since") is not None or run.completed:
             waited = now - float(ev["waiting_since"]) if ev.get("waiting_since") else None
             return {"mode": mode.value, "run_id": run_id, "approved": True, "waited_s": waited}
+        limit = self.cfg.env(incident.env).approval_timeout_s
+        if now - (step.started_at or now) > limit:  # e.g. queued for ever: no runner picks it up
+            self.deployer.cancel(run_id)
+            raise StepFailed(
+                f"rollback run {run_id} did not reach its approval within {limit:g}s "
+                f"(status {run.status}); the run was cancelled",
+                {"run_id": run_id, "run_url": run.html_url},
+            )
         return None  # queued, or in progress before the job that needs the environment
 
     def _remind_reviewers(self, incident: Incident, step: Step, run: RunInfo, reviewers: list[str]) -> None:
@@ -534,7 +542,7 @@ class RollbackPipeline:
         text = (
             f"{mentions}: rollback run {run.id} to **{incident.env}** waits for your approval: "
             f"{run.html_url} (reminder {sent + 1}; the run is cancelled and the incident escalated if "
-            f"nobody approves within {policy.approval_timeout_s:.0f}s of the first request)"
+            f"nobody approves within {policy.approval_timeout_s:g}s of the first request)"
         )
         ticket = None
         try:

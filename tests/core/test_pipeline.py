@@ -558,3 +558,20 @@ services:
         )
         assert app.store.step(incident_id, "resolve").phase == StepPhase.PENDING.value
         app.close()
+
+
+def test_a_run_that_never_reaches_its_approval_is_cancelled_and_escalated(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    gh = make_github_emulator(queue_delay=60)  # no runner picks the run up
+    config = CONFIG.replace("approval: none,", "approval: reviewers, approval_timeout_s: 1.5,")
+    app = build(tmp_path, service, gh, config)
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
+    approval = app.store.step(incident_id, "approval")
+    assert approval.phase == StepPhase.FAILED.value
+    assert "did not reach its approval within 1.5s (status queued)" in (approval.outcome or "")
+    (run,) = gh.list_runs()
+    assert run["conclusion"] == "cancelled"
+    app.close()
