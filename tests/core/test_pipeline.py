@@ -333,6 +333,9 @@ def test_approval_reviewers_waits_and_says_so_once(
     gh.review(gh.list_runs()[0]["id"], "rejected", login="alice")
     drive(app, incident_id, finished(app, incident_id))
     assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
+    approval = app.store.step(incident_id, "approval")
+    assert approval.phase == StepPhase.FAILED.value and "a reviewer rejected it" in (approval.outcome or "")
+    assert approval.evidence["reviewers"] == ["alice", "watchdog-bot"]
     app.close()
 
 
