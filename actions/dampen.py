@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from actions import unleash
+from actions.http import retry_after
 from watchdog.config import DampeningAction
 from watchdog.errors import ActionFailed, ActionRetryable
 
@@ -60,7 +61,9 @@ def run_action(
     if resp.status_code in action.expect_status:
         return {"action": action.name, "kind": "http", "status": resp.status_code}
     if resp.status_code >= 500 or resp.status_code == 429:
-        raise ActionRetryable(f"{action.name}: {action.method} answered {resp.status_code}")
+        raise ActionRetryable(
+            f"{action.name}: {action.method} answered {resp.status_code}", retry_after(resp)
+        )
     raise ActionFailed(
         f"{action.name}: {action.method} answered {resp.status_code}, expected {action.expect_status}"
     )

@@ -15,12 +15,12 @@ only in request bodies and is scrubbed from every message, log line and repr.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import structlog
 
+from actions.http import retry_after
 from watchdog.errors import ActionFailed, ActionRetryable
 
 log = structlog.get_logger("actions.pagerduty")
@@ -40,22 +40,6 @@ def _summary(text: str) -> str:
 def _timestamp(seconds: float) -> str:
     """ISO 8601 with an explicit UTC offset, as PagerDuty's ``payload.timestamp`` expects."""
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """``Retry-After`` in seconds: delta-seconds, or an HTTP date measured from the ``Date`` header."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        delta = parsedate_to_datetime(value) - parsedate_to_datetime(response.headers["date"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return max(0.0, delta.total_seconds())
 
 
 def _complaint(response: httpx.Response) -> str:
@@ -198,5 +182,5 @@ class PagerDuty:
         log.warning("pagerduty.refused", what=what, status=status, complaint=complaint)
         message = f"PagerDuty {what}: answered {status}: {complaint}"
         if status == 429 or status >= 500:
-            raise ActionRetryable(message, _retry_after(response))
+            raise ActionRetryable(message, retry_after(response))
         raise ActionFailed(message)

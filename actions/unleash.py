@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from actions.http import retry_after
 from watchdog.config import UnleashTarget
 from watchdog.errors import ActionFailed, ActionRetryable
 
@@ -90,7 +91,7 @@ class Unleash:
             return resp
         said = f"{doing}: Unleash answered {resp.status_code} {_said(resp)}".rstrip()
         if resp.status_code >= 500 or resp.status_code == 429:
-            raise ActionRetryable(f"{self._where(feature)}: {said}", _retry_after(resp))
+            raise ActionRetryable(f"{self._where(feature)}: {said}", retry_after(resp))
         raise ActionFailed(f"{self._where(feature)}: {said}")
 
 
@@ -103,13 +104,6 @@ def _said(resp: httpx.Response) -> str:
     if isinstance(body, dict) and body.get("message"):
         return f"{body['name']}: {body['message']}" if body.get("name") else str(body["message"])
     return resp.reason_phrase
-
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    try:
-        return float(resp.headers["retry-after"])
-    except (KeyError, ValueError):
-        return None
 
 
 def wanted_states(target: UnleashTarget) -> dict[str, bool]:

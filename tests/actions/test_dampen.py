@@ -16,11 +16,13 @@ from watchdog.errors import ActionFailed, ActionRetryable
 
 
 class _Status(BaseHTTPRequestHandler):
-    """Answers ``POST /<status>`` with that status."""
+    """Answers ``POST /<status>`` with that status (a 429 says to come back in 7 s)."""
 
     def do_POST(self) -> None:
         status = int(self.path.strip("/"))
         self.send_response(status)
+        if status == 429:
+            self.send_header("Retry-After", "7")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -45,6 +47,8 @@ def test_http_answers_outside_expect_status(url: str, status: int, error: type[E
     with httpx.Client() as client, pytest.raises(error, match=f"pause: POST answered {status}") as err:
         run_action(client, action)
     assert isinstance(err.value, ActionRetryable) == (error is ActionRetryable)
+    if status == 429:
+        assert isinstance(err.value, ActionRetryable) and err.value.retry_after == 7
 
 
 def test_an_expected_status_passes(url: str) -> None:
