@@ -296,6 +296,17 @@ def _le_label(le: float, series: list[Series]) -> str:
 # ----------------------------------------------------------------------------- the oracle
 
 
+def share_llr(c: float, b: float, ct: float, bt: float, p0: float, p1: float) -> float:
+    """One interval's log-likelihood ratio of "canary rate p1" vs "p0" (baseline p0) from the canary's
+    share of the bad events: ``c`` of ``c + b``, when it carries ``ct`` of ``ct + bt`` requests.
+    An interval where a cohort had no traffic, or nothing was bad, says nothing: 0."""
+    if ct <= 0 or bt <= 0 or c + b <= 0:
+        return 0.0
+    rho = ct / (ct + bt)
+    th1 = rho * p1 / (rho * p1 + (1 - rho) * p0)
+    return c * math.log(th1 / rho) + b * math.log((1 - th1) / (1 - rho))
+
+
 def _oracle(source: ReplaySource, obs: Observations) -> PeerDecision:
     """An SPRT that knows the truth: the regression's signal and its rates before and after.
 
@@ -330,11 +341,7 @@ def _oracle(source: ReplaySource, obs: Observations) -> PeerDecision:
             assert obs.canary is not None and obs.baseline is not None
             c, b = getattr(obs.canary, bad_attr)[i], getattr(obs.baseline, bad_attr)[i]
             ct, bt = getattr(obs.canary, tot_attr)[i], getattr(obs.baseline, tot_attr)[i]
-            if ct + bt <= 0 or c + b <= 0:
-                continue
-            rho = ct / (ct + bt)
-            th1 = rho * p1 / (rho * p1 + (1 - rho) * p0)
-            llr += c * math.log(th1 / rho) + b * math.log((1 - th1) / (1 - rho))
+            llr += share_llr(c, b, ct, bt, p0, p1)
         else:
             assert obs.all is not None
             x, n = getattr(obs.all, bad_attr)[i], getattr(obs.all, tot_attr)[i]

@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.generate import generate_corpus
 from benchmarks.score import clopper_pearson, load_truths, score, wald_floor_s
-from watchdog.bench import run_bench
+from watchdog.bench import run_bench, share_llr
 
 FAMILIES = [
     "aa_basic",
@@ -196,3 +196,14 @@ def test_scores_count_false_rollbacks_misses_and_delays(corpus: Path) -> None:
     assert s["false_rollback_ci95"] == list(clopper_pearson(basics, healthy))
     lo, hi = clopper_pearson(0, 1000)
     assert lo == 0.0 and 0.0036 < hi < 0.0038
+
+
+def test_the_oracles_share_llr_ignores_intervals_without_a_reference() -> None:
+    """A baseline without traffic (or a canary without) makes the canary's share 0 or 1 whatever
+    the rates: such an interval carries no evidence (it used to poison the SPRT with NaN)."""
+    assert share_llr(3, 0, 100, 0, 0.01, 0.02) == 0.0
+    assert share_llr(0, 3, 0, 100, 0.01, 0.02) == 0.0
+    assert share_llr(0, 0, 100, 100, 0.01, 0.02) == 0.0
+    # a canary with half the traffic and all 4 bad events: evidence for p1, each event log(4/3)
+    assert math.isclose(share_llr(4, 0, 100, 100, 0.01, 0.02), 4 * math.log((2 / 3) / 0.5))
+    assert share_llr(0, 4, 100, 100, 0.01, 0.02) < 0  # the baseline's: evidence for p0
