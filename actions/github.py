@@ -66,6 +66,10 @@ def _info(run: WorkflowRun) -> RunInfo:
     )
 
 
+def _not_found(exc: Exception) -> bool:
+    return isinstance(exc, GithubException) and exc.status == 404
+
+
 def _reviewer_name(entry: dict[str, Any], owner: str) -> str:
     who = entry.get("reviewer") or {}
     if entry.get("type") == "Team":
@@ -170,11 +174,9 @@ class DeployWorkflow:
         """A file's text at a ref through the contents API; None when it does not exist there."""
         try:
             content = self._gh.get_repo(self.repo_name).get_contents(path, ref=ref)
-        except GithubException as exc:
-            if exc.status == 404:
-                return None
-            raise github_error(exc, f"read {path} at {ref}", self.clock.now()) from exc
         except Exception as exc:
+            if _not_found(exc):
+                return None
             raise github_error(exc, f"read {path} at {ref}", self.clock.now()) from exc
         if isinstance(content, list):
             raise ActionFailed(f"{path} at {ref} is a directory, not a file")
@@ -195,11 +197,9 @@ class DeployWorkflow:
         url = f"/repos/{self.repo_name}/environments/{quote(environment, safe='')}"
         try:
             _, data = self._gh.requester.requestJsonAndCheck("GET", url)
-        except GithubException as exc:
-            if exc.status == 404:
-                return None
-            raise github_error(exc, f"get environment {environment}", self.clock.now()) from exc
         except Exception as exc:
+            if _not_found(exc):
+                return None
             raise github_error(exc, f"get environment {environment}", self.clock.now()) from exc
         owner = self.repo_name.split("/")[0]
         for rule in (data or {}).get("protection_rules") or []:

@@ -77,7 +77,7 @@ class Engine:
     # ------------------------------------------------------------------ decision log
 
     def record(self, **kw: Any) -> DecisionEntry:
-        entry = self.store.log_decision(at=self.clock.now(), **kw)
+        entry = self.store.log_decision(**{"at": self.clock.now(), **kw})
         self.notify(entry)
         return entry
 

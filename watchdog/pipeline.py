@@ -130,21 +130,27 @@ class RollbackPipeline:
             self._transition(incident, step, StepPhase.SUCCESSFUL, "successful", result, outcome="ok")
 
     def _retry(self, incident: Incident, step: Step, exc: ActionRetryable) -> None:
-        errors = int(self.store.step(incident.id, step.name).evidence.get("retryable_errors", 0)) + 1
-        self.store.update_step(
-            step.id,
-            phase=StepPhase.RUNNING,
-            now=self.clock.now(),
-            outcome=f"retrying: {exc}",
-            evidence={"retryable_errors": errors},
-        )
+        errors = self._retry_later(step, exc)
         if errors >= MAX_ATTEMPTS:
             self.store.update_step(step.id, phase=StepPhase.ERROR, now=self.clock.now(), outcome=str(exc))
             self._escalate(incident, f"step {step.name} kept failing: {exc}", {"errors": errors})
-            return
+
+    def _retry_later(self, step: Step, exc: ActionRetryable) -> int:
+        """Count a retryable failure on the step and hold the step back as long as the server asked,
+        else 2ⁿ s (at most 60 s). Returns the count so far."""
+        errors = int(self.store.step(step.incident_id, step.name).evidence.get("retryable_errors", 0)) + 1
+        now = self.clock.now()
+        self.store.update_step(
+            step.id,
+            phase=StepPhase.RUNNING,
+            now=now,
+            outcome=f"retrying: {exc}",
+            evidence={"retryable_errors": errors},
+        )
         delay = exc.retry_after if exc.retry_after is not None else min(60.0, 2.0**errors)
-        self._not_before[step.id] = self.clock.now() + delay
-        log.warning("step retry", step=step.name, incident=incident.id, error=str(exc), delay_s=delay)
+        self._not_before[step.id] = now + delay
+        log.warning("step retry", step=step.name, incident=step.incident_id, error=str(exc), delay_s=delay)
+        return errors
 
     # ------------------------------------------------------------------ steps
 
@@ -277,17 +283,15 @@ class RollbackPipeline:
                     step.id, phase=StepPhase.RUNNING, now=self.clock.now(), evidence={name: done[name]}
                 )
         if problems:
+            reason = f"{step.name}: {', '.join(problems)} failed ({'; '.join(problems.values())})"
             self.record(
-                env=incident.env,
-                service=incident.service,
-                kind=DecisionKind.STEP.value,
-                reason=f"{step.name}: {', '.join(problems)} failed ("
-                + "; ".join(problems.values())
-                + "); the watchdog goes on without it",
-                actor=Actor.AUTOMATIC.value,
-                result="notify_failed",
-                incident_id=incident.id,
-                evidence={"problems": problems},
+                **self._entry(
+                    incident,
+                    DecisionKind.STEP,
+                    f"{reason}; the watchdog goes on without it",
+                    "notify_failed",
+                    {"problems": problems},
+                )
             )
         return {**done, "problems": problems}
 
@@ -557,19 +561,16 @@ class RollbackPipeline:
             phase=StepPhase.RUNNING,
             now=now,
             evidence={"reminders": sent + 1, "last_reminder_at": now},
-            log={
-                "at": now,
-                "env": incident.env,
-                "service": incident.service,
-                "kind": DecisionKind.STEP.value,
-                "reason": f"rollback run {run.id} waits for the {incident.env} environment's reviewers "
+            log=self._entry(
+                incident,
+                DecisionKind.STEP,
+                f"rollback run {run.id} waits for the {incident.env} environment's reviewers "
                 f"({', '.join(reviewers) or 'none named'}); reminder {sent + 1}"
                 + (f" posted on ticket #{ticket}" if ticket is not None else ""),
-                "actor": Actor.AUTOMATIC.value,
-                "result": "awaiting_approval" if sent == 0 else "reminded",
-                "incident_id": incident.id,
-                "evidence": {"run_url": run.html_url, "reviewers": reviewers},
-            },
+                "awaiting_approval" if sent == 0 else "reminded",
+                {"run_url": run.html_url, "reviewers": reviewers},
+                at=now,
+            ),
         )
         if entry is not None:
             self.notify(entry)
@@ -590,15 +591,14 @@ class RollbackPipeline:
         )
         self.deployer.approve(run_id, ids, comment[:1000])
         self.record(
-            env=incident.env,
-            service=incident.service,
-            kind=DecisionKind.STEP.value,
-            reason=f"approved the pending deployment of run {run_id} to {incident.env} with the "
-            "watchdog's own token (approval: auto, an explicit opt-in)",
-            actor=Actor.AUTOMATIC.value,
-            result="approved",
-            incident_id=incident.id,
-            evidence={"environment_ids": ids},
+            **self._entry(
+                incident,
+                DecisionKind.STEP,
+                f"approved the pending deployment of run {run_id} to {incident.env} with the "
+                "watchdog's own token (approval: auto, an explicit opt-in)",
+                "approved",
+                {"environment_ids": ids},
+            )
         )
 
     def _follow_run(self, incident: Incident, step: Step) -> dict[str, Any] | None:
@@ -667,15 +667,14 @@ class RollbackPipeline:
             self.store.update_step(step.id, phase=StepPhase.RUNNING, now=now, evidence={"watch_id": watch.id})
             self.store.set_incident_phase(incident.id, IncidentPhase.WATCHING)
             self.record(
-                env=incident.env,
-                service=incident.service,
-                kind=DecisionKind.WATCH_STARTED.value,
-                reason=f"post-rollback watch of {good.tag} for {length:.0f}s",
-                actor=Actor.AUTOMATIC.value,
-                result=WatchPhase.RUNNING.value,
-                watch_id=watch.id,
-                incident_id=incident.id,
-                to_release=good,
+                **self._entry(
+                    incident,
+                    DecisionKind.WATCH_STARTED,
+                    f"post-rollback watch of {good.tag} for {length:.0f}s",
+                    WatchPhase.RUNNING.value,
+                    watch_id=watch.id,
+                    from_release=None,
+                )
             )
             return None
         watch = self.store.watch(int(watch_id))
@@ -722,24 +721,19 @@ class RollbackPipeline:
             IncidentPhase.RESOLVED,
             now,
             complete_step=step.id,  # one transaction: a crash leaves the incident open or fully resolved
-            log={
-                "at": now,
-                "env": incident.env,
-                "service": incident.service,
-                "kind": DecisionKind.ROLLBACK_RESOLVED.value,
-                "reason": f"rolled back from {bad.tag} to {good.tag if good else '?'}; smoke checks "
+            log=self._entry(
+                incident,
+                DecisionKind.ROLLBACK_RESOLVED,
+                f"rolled back from {bad.tag} to {good.tag if good else '?'}; smoke checks "
                 "passed and the post-rollback watch stayed within the SLOs",
-                "actor": Actor.AUTOMATIC.value,
-                "result": "resolved",
-                "incident_id": incident.id,
-                "from_release": bad,
-                "to_release": good,
-                "evidence": {
+                "resolved",
+                {
                     "rollback_run": steps.get("dispatch", {}),
                     "duration_s": now - incident.created_at,
                     "notices": notices,
                 },
-            },
+                at=now,
+            ),
         )
         if entry is not None:
             self.notify(entry)
@@ -752,6 +746,33 @@ class RollbackPipeline:
 
     # ------------------------------------------------------------------ records
 
+    def _entry(
+        self,
+        incident: Incident,
+        kind: DecisionKind,
+        reason: str,
+        result: str,
+        evidence: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """The fields of an automatic decision-log entry about ``incident``, from its bad release to its
+        target (``extra`` overrides any), for ``record`` or for a transaction that writes it."""
+        bad, good = self._releases(incident)
+        return {
+            "at": self.clock.now(),
+            "env": incident.env,
+            "service": incident.service,
+            "kind": kind.value,
+            "reason": reason,
+            "actor": Actor.AUTOMATIC.value,
+            "result": result,
+            "incident_id": incident.id,
+            "from_release": bad,
+            "to_release": good,
+            "evidence": evidence or {},
+            **extra,
+        }
+
     def _transition(
         self,
         incident: Incident,
@@ -762,7 +783,6 @@ class RollbackPipeline:
         outcome: str | None = None,
     ) -> Step:
         """The step's new phase and its decision-log entry, in one transaction."""
-        bad, good = self._releases(incident)
         now = self.clock.now()
         step, entry = self.store.step_transition(
             step.id,
@@ -770,19 +790,9 @@ class RollbackPipeline:
             now=now,
             outcome=outcome,
             evidence=evidence or None,
-            log={
-                "at": now,
-                "env": incident.env,
-                "service": incident.service,
-                "kind": DecisionKind.STEP.value,
-                "reason": f"step {step.name} {result}",
-                "actor": Actor.AUTOMATIC.value,
-                "result": result,
-                "incident_id": incident.id,
-                "from_release": bad,
-                "to_release": good,
-                "evidence": evidence,
-            },
+            log=self._entry(
+                incident, DecisionKind.STEP, f"step {step.name} {result}", result, evidence, at=now
+            ),
         )
         if entry is not None:
             self.notify(entry)
@@ -793,7 +803,6 @@ class RollbackPipeline:
 
         The incident is ``escalating`` until the notices went out, so a crash in between sends them
         on the next tick rather than never."""
-        bad, good = self._releases(incident)
         now = self.clock.now()
         text = f"{reason}. No further automatic rollback; follow " + " and ".join(ESCALATION_RUNBOOKS)
         notice = self.store.step(incident.id, ESCALATION_NOTICE)
@@ -802,19 +811,7 @@ class RollbackPipeline:
             incident.id,
             IncidentPhase.ESCALATING,
             now,
-            log={
-                "at": now,
-                "env": incident.env,
-                "service": incident.service,
-                "kind": DecisionKind.ESCALATED.value,
-                "reason": text,
-                "actor": Actor.AUTOMATIC.value,
-                "result": "escalated",
-                "incident_id": incident.id,
-                "from_release": bad,
-                "to_release": good,
-                "evidence": evidence,
-            },
+            log=self._entry(incident, DecisionKind.ESCALATED, text, "escalated", evidence, at=now),
         )
         if entry is not None:
             self.notify(entry)
@@ -840,30 +837,23 @@ class RollbackPipeline:
             calls["undo_dampening"] = lambda: self._undo_dampening(incident, step)
         try:
             notices = self._notices(incident, step, calls)
-        except ActionRetryable as exc:
-            errors = int(step.evidence.get("retryable_errors", 0)) + 1
-            self.store.update_step(
-                step.id, phase=StepPhase.RUNNING, now=now, evidence={"retryable_errors": errors}
-            )
-            self._not_before[step.id] = now + (exc.retry_after or min(60.0, 2.0**errors))
+        except ActionRetryable as exc:  # _notices gives up on its own after NOTIFY_ATTEMPTS
+            self._retry_later(step, exc)
             return
         entry = self.store.set_incident_phase(
             incident.id,
             IncidentPhase.ESCALATED,
             now,
             complete_step=step.id,
-            log={
-                "at": now,
-                "env": incident.env,
-                "service": incident.service,
-                "kind": DecisionKind.STEP.value,
-                "reason": "escalation sent: "
+            log=self._entry(
+                incident,
+                DecisionKind.STEP,
+                "escalation sent: "
                 + (", ".join(k for k in calls if k in notices) or "nothing configured to send"),
-                "actor": Actor.AUTOMATIC.value,
-                "result": "escalation_sent",
-                "incident_id": incident.id,
-                "evidence": notices,
-            },
+                "escalation_sent",
+                notices,
+                at=now,
+            ),
         )
         if entry is not None:
             self.notify(entry)
