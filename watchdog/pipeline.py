@@ -349,11 +349,14 @@ class RollbackPipeline:
         results = dampen.get("results", {})
         priors = dampen.get("priors", {})
         undone = list(step.evidence.get("undone", []))
+        before: set[str] = set()  # the escalation's undo skips what the undo step did before it failed
+        if step.name != "undo_dampening":
+            before = set(self.store.step(incident.id, "undo_dampening").evidence.get("undone", []))
         done = list(dampen.get("done", []))
         cut_off = [n for n in priors if n not in done]  # flags may be switched: restore them too
         for name in reversed(done + cut_off):
             action = actions.get(name)
-            if action is None or name in undone:
+            if action is None or name in undone or name in before:
                 continue
             evidence = results.get(name) or ({"prior": priors[name]} if name in priors else None)
             if undo_action(self.http, action, evidence) is not None:

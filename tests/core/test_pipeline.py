@@ -38,7 +38,7 @@ from watchdog.demo.service import ServiceProcess
 from watchdog.demo.traffic import Target, TrafficGenerator
 from watchdog.emulator.github import GitHubEmulator, RunContext, WorkflowInput, deploy_workflow
 from watchdog.phases import DecisionKind, IncidentPhase, StepPhase
-from watchdog.pipeline import STEPS
+from watchdog.pipeline import ESCALATION_NOTICE, STEPS
 from watchdog.store import ReleaseRef
 
 
@@ -383,7 +383,8 @@ class _Jobs(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         _Jobs.calls.append((self.path, self.headers.get("Authorization", ""), time.time()))
-        self.send_response(204)
+        self.send_response(409 if self.path == "/refuse" else 204)  # 409: final, not retried
+        self.send_header("Content-Length", "0")
         self.end_headers()
 
     def log_message(self, *args: object) -> None:
@@ -577,4 +578,33 @@ def test_a_run_that_never_reaches_its_approval_is_cancelled_and_escalated(
     assert "did not reach its approval within 1.5s (status queued)" in (approval.outcome or "")
     (run,) = gh.list_runs()
     assert run["conclusion"] == "cancelled"
+    app.close()
+
+
+def test_the_escalations_undo_skips_what_the_failed_undo_step_already_did(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    jobs = ThreadingHTTPServer(("127.0.0.1", 0), _Jobs)
+    threading.Thread(target=jobs.serve_forever, daemon=True).start()
+    _Jobs.calls = []
+    url = f"http://127.0.0.1:{jobs.server_address[1]}"
+    dampening = f"""    dampening:
+      prod:
+        - {{name: pause-workers, url: {url}/pause, undo: {{name: resume-workers, url: {url}/refuse}}}}
+        - {{name: read-only, url: {url}/read-only, undo: {{name: read-write, url: {url}/read-write}}}}
+"""
+    gh = make_github_emulator(**NO_REVIEWERS)
+    config = CONFIG.replace("approval: none,", "approval: none, undo_dampening_on_escalation: true,")
+    app = build(tmp_path, service, gh, config + dampening)
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id))
+    assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
+    undo = app.store.step(incident_id, "undo_dampening")
+    assert undo.phase == StepPhase.ERROR.value and undo.evidence["undone"] == ["read-only"]
+    paths = [path for path, _, _ in _Jobs.calls]
+    assert paths == ["/pause", "/read-only", "/read-write", "/refuse", "/refuse"]  # read-write once
+    (failed,) = [e for e in app.store.decisions(incident_id=incident_id) if e.result == "notify_failed"]
+    assert "resume-workers: POST answered 409" in failed.evidence["problems"]["undo_dampening"]
+    assert app.store.step(incident_id, ESCALATION_NOTICE).phase == StepPhase.SUCCESSFUL.value
+    jobs.shutdown()
     app.close()
