@@ -23,7 +23,7 @@ from watchdog.clock import Clock
 from watchdog.config import WatchdogConfig
 from watchdog.engine import Engine, Reporter
 from watchdog.errors import WatchdogError
-from watchdog.observability import init_sentry, register_secrets
+from watchdog.observability import init_sentry, register_secrets, report_exception
 from watchdog.phases import Actor
 from watchdog.pipeline import RollbackPipeline
 from watchdog.sources import PrometheusSource, ReplaySource, ScrapeSource, ScrapeTarget
@@ -143,6 +143,7 @@ class App:
             smoke_retry_delay_s=smoke_retry_delay_s,
         )
         engine.pipeline = pipeline
+        engine.pager = pager
         return cls(cfg, clock, store, source, engine, pipeline, http)
 
     def seed_pins(self) -> list[str]:
@@ -227,7 +228,7 @@ def _safe_tick(engine: Engine) -> Callable[[], None]:
     def tick() -> None:
         try:
             engine.tick()
-        except Exception:  # a tick must never kill the daemon; the next tick tries again
-            log.exception("tick failed")
+        except Exception as exc:  # a tick must never kill the daemon; the next tick tries again
+            report_exception(log, "tick failed", exc)
 
     return tick

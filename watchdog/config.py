@@ -373,7 +373,28 @@ class EnvironmentPolicy(Strict):
     watch_s: float = Field(default=1800.0, gt=0, description="How long a new release is watched.")
     post_rollback_watch_s: float = Field(default=1800.0, gt=0)
     alpha: float = Field(default=0.01, gt=0, lt=0.5, description="False-alarm budget per deploy.")
-    on_inconclusive: Literal["promote", "hold"] = "promote"
+    on_inconclusive: Literal["hold", "page", "extend"] = Field(
+        default="page",
+        description="A watch that did not see enough of the release ends inconclusive and the release "
+        "is never promoted: 'hold' leaves it for a human (logged), 'page' also pages oncall, 'extend' "
+        "watches once more for watch_s and then pages if it is still inconclusive.",
+    )
+    min_coverage: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="A release is promoted only when every rollback-severity signal had data in at "
+        "least this fraction of the watch's scrape steps …",
+    )
+    fresh_s: float = Field(
+        default=300.0, gt=0, description="… and in its last fresh_s seconds (data seen that recently)."
+    )
+    blind_page_after_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A watch blind on a rollback-severity signal (no answer, garbage, or no fresh data) "
+        "for this long pages oncall once; the page resolves when the data returns.",
+    )
     warmup_s: float = Field(
         default=60.0, ge=0, description="Latency is judged only after the canary warmed up."
     )

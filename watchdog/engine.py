@@ -7,15 +7,19 @@ up where the last one stopped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import structlog
 
 from watchdog.clock import Clock
 from watchdog.config import ServiceConfig, Severity, WatchdogConfig
+from watchdog.errors import WatchdogError
 from watchdog.evaluate import SignalResult, WatchEvaluator
 from watchdog.manifest import manifest_from_json
+from watchdog.observability import report_exception
 from watchdog.phases import (
     Actor,
     DecisionKind,
@@ -25,7 +29,7 @@ from watchdog.phases import (
     WatchPhase,
 )
 from watchdog.sources.base import MetricSource
-from watchdog.store import DecisionEntry, Release, ReleaseRef, Store, Watch
+from watchdog.store import DecisionEntry, DeployEvent, Release, ReleaseRef, Store, Watch
 
 log = structlog.get_logger("watchdog.engine")
 
@@ -42,15 +46,25 @@ class PipelineRunner(Protocol):
     def advance(self, incident_id: int) -> None: ...
 
 
+class Pager(Protocol):
+    """Where the engine's own alarms go (PagerDuty's Events API v2: ``actions.pagerduty``)."""
+
+    def trigger(self, dedup_key: str, summary: str, *, severity: str, source: str, **kw: Any) -> str: ...
+
+    def resolve(self, dedup_key: str) -> None: ...
+
+
 @dataclass
 class _WatchMemory:
     """What the engine remembers between ticks to log changes, not every tick (rebuilt on restart)."""
 
     evaluator: WatchEvaluator | None = None
     states: dict[str, SignalState] = field(default_factory=dict)
-    blind: bool = False
+    blind: dict[str, str] = field(default_factory=dict)  # deciding signals that are blind, and why
+    blind_since: float | None = None
+    blind_paged: bool = False  # the blind page went out (and is resolved when the data returns)
+    blind_alarmed: bool = False  # the page was due (sent, or logged where no pager is configured)
     paged: set[str] = field(default_factory=set)
-    seen_data: set[str] = field(default_factory=set)
 
 
 class Engine:
@@ -63,6 +77,7 @@ class Engine:
         *,
         pipeline: PipelineRunner | None = None,
         reporter: Reporter | None = None,
+        pager: Pager | None = None,
         step_s: float | None = None,
     ) -> None:
         self.cfg = cfg
@@ -71,7 +86,9 @@ class Engine:
         self.clock = clock
         self.pipeline = pipeline
         self.reporter = reporter
+        self.pager = pager
         self._memory: dict[int, _WatchMemory] = {}
+        self.faults = 0  # exceptions caught and reported since start (each one logged and sent to Sentry)
         self.step_s = step_s if step_s is not None else cfg.tick_s
 
     # ------------------------------------------------------------------ decision log
@@ -118,8 +135,16 @@ class Engine:
 
     def _consume_deploys(self, now: float) -> None:
         for ev in self.store.pending_deploy_events():
-            if not self.store.consume_deploy_event(ev.id, now):
-                continue
+            self._guarded(
+                "deploy event failed",
+                partial(self._consume_deploy, ev, now),
+                env=ev.env,
+                service=ev.service,
+                deploy_event=ev.id,
+            )
+
+    def _consume_deploy(self, ev: DeployEvent, now: float) -> None:
+        if self.store.consume_deploy_event(ev.id, now):
             migrations = (
                 None
                 if ev.migrations is None
@@ -184,15 +209,45 @@ class Engine:
     # ------------------------------------------------------------------ the tick
 
     def tick(self) -> None:
+        """One round: new deploys, every running watch, every open rollback.
+
+        Each watch and each rollback is its own unit of work: an exception in one is reported
+        (log and Sentry) and the others still advance in the same tick. A watch that raised is
+        rebuilt from the store at the next tick.
+        """
         if self.source is None:
             raise RuntimeError("an engine without a metric source cannot tick")
         now = self.clock.now()
         self._consume_deploys(now)
         for watch in self.store.running_watches():
-            self._evaluate(watch, now)
+            if not self._guarded(
+                "watch evaluation failed",
+                partial(self._evaluate, watch, now),
+                env=watch.env,
+                service=watch.service,
+                watch_id=watch.id,
+            ):
+                self._memory.pop(watch.id, None)
         if self.pipeline is not None:
+            pipeline = self.pipeline
             for incident in self.store.open_incidents():
-                self.pipeline.advance(incident.id)
+                self._guarded(
+                    "rollback step failed",
+                    partial(pipeline.advance, incident.id),
+                    env=incident.env,
+                    service=incident.service,
+                    incident_id=incident.id,
+                )
+
+    def _guarded(self, event: str, work: Callable[[], None], **context: Any) -> bool:
+        """Run one unit of work; report an exception instead of letting it end the tick."""
+        try:
+            work()
+        except Exception as exc:
+            self.faults += 1
+            report_exception(log, event, exc, **context)
+            return False
+        return True
 
     def _evaluator(self, watch: Watch, mem: _WatchMemory) -> WatchEvaluator:
         if mem.evaluator is None:
@@ -253,16 +308,21 @@ class Engine:
         for v in self.store.verdicts(watch.id):
             state = SignalState(v.state)
             mem.states[v.signal] = state
-            if state not in (SignalState.NO_DATA, SignalState.ERROR):
-                mem.seen_data.add(v.signal)
             if state is SignalState.FAIL and severities.get(v.signal) is Severity.PAGE:
                 mem.paged.add(v.signal)
+        blind = [
+            e for e in self.store.decisions(env=watch.env) if e.watch_id == watch.id and e.kind == "blind"
+        ]
+        if blind and blind[-1].result in ("blind", "paged"):
+            # still blind when the last process stopped: the alarm goes on from its first entry
+            mem.blind = dict(blind[-1].evidence.get("blind", {}))
+            since = [e.at for e in blind if e.result == "blind"]
+            mem.blind_since = since[-1] if since else blind[-1].at
+            mem.blind_paged = mem.blind_alarmed = blind[-1].result == "paged"
         return mem
 
     def _remember(self, watch: Watch, mem: _WatchMemory, results: list[SignalResult], now: float) -> None:
         for r in results:
-            if r.state not in (SignalState.NO_DATA, SignalState.ERROR):
-                mem.seen_data.add(r.signal)
             if mem.states.get(r.signal) is not r.state:
                 mem.states[r.signal] = r.state
                 v = r.verdict
@@ -277,20 +337,114 @@ class Engine:
                     r.summary,
                     r.evidence(),
                 )
-        blind = bool(results) and all(r.state is SignalState.ERROR for r in results)
-        if blind != mem.blind:
-            mem.blind = blind
-            self._record(
-                watch,
-                DecisionKind.BLIND.value,
-                (
-                    "the metric source is unavailable: nothing can be decided until it answers"
-                    if blind
-                    else "the metric source answers again"
-                ),
-                "blind" if blind else "seeing",
-                evidence={"errors": [r.error for r in results if r.error]},
+        self._watch_blindness(watch, mem, results, now)
+
+    def _blind(self, watch: Watch, results: list[SignalResult], now: float) -> dict[str, str]:
+        """The deciding signals that cannot see the release now, and why.
+
+        Blind is: the source did not answer or answered garbage, or (once the watch is older than
+        ``fresh_s``) the release's own series have had no sample for ``fresh_s`` — the canary's
+        exporter died, or its series were never there.
+        """
+        policy = self.cfg.env(watch.env)
+        deciding = [r for r in results if r.severity is Severity.ROLLBACK] or results
+        out = {}
+        for r in deciding:
+            if r.state is SignalState.ERROR:
+                out[r.signal] = r.error or "no answer"
+            elif r.coverage is not None and now - watch.started_at >= policy.fresh_s:
+                stale = r.coverage.stale_for(now)
+                if stale > policy.fresh_s:
+                    out[r.signal] = (
+                        "no sample of the release since the watch began"
+                        if r.coverage.last_seen is None
+                        else f"no sample of the release for {stale:.0f}s"
+                    )
+        return out
+
+    def _watch_blindness(
+        self, watch: Watch, mem: _WatchMemory, results: list[SignalResult], now: float
+    ) -> None:
+        """Say loudly when a watch goes blind, page when it stays blind, and say when it sees again."""
+        blind = self._blind(watch, results, now)
+        if bool(blind) != bool(mem.blind):
+            if blind:
+                mem.blind_since = now
+                why = "; ".join(f"{k}: {v}" for k, v in blind.items())
+                self._record(
+                    watch,
+                    DecisionKind.BLIND.value,
+                    f"blind: nothing about {', '.join(blind)} can be decided until data returns ({why})",
+                    "blind",
+                    evidence={"blind": blind, "errors": [r.error for r in results if r.error]},
+                )
+            else:
+                self._record(
+                    watch,
+                    DecisionKind.BLIND.value,
+                    "the release's data is back: the watch sees again",
+                    "seeing",
+                    evidence={"was_blind": mem.blind, "for_s": now - (mem.blind_since or now)},
+                )
+                if mem.blind_paged:
+                    self._page_resolve(self._blind_key(watch))
+                mem.blind_since, mem.blind_paged, mem.blind_alarmed = None, False, False
+        mem.blind = blind
+        policy = self.cfg.env(watch.env)
+        if blind and not mem.blind_alarmed and now - (mem.blind_since or now) >= policy.blind_page_after_s:
+            release = self.store.release(watch.release_id)
+            summary = (
+                f"rollback-watchdog is blind on {watch.service} {release.tag} in {watch.env} for "
+                f"{now - (mem.blind_since or now):.0f}s: {'; '.join(f'{k}: {v}' for k, v in blind.items())}"
             )
+            sent = self._page(self._blind_key(watch), summary, "warning", watch, {"blind": blind})
+            mem.blind_alarmed = sent is not False  # a failed page is tried again at the next tick
+            if sent:
+                mem.blind_paged = True
+                self._record(
+                    watch,
+                    DecisionKind.BLIND.value,
+                    f"still blind after {policy.blind_page_after_s:.0f}s: oncall paged",
+                    "paged",
+                    evidence={"blind": blind, "dedup_key": self._blind_key(watch)},
+                )
+
+    @staticmethod
+    def _blind_key(watch: Watch) -> str:
+        return f"rollback-watchdog/blind/{watch.env}/{watch.service}/watch-{watch.id}"
+
+    def _page(
+        self, key: str, summary: str, severity: str, watch: Watch, details: dict[str, Any]
+    ) -> bool | None:
+        """Page oncall about the watch itself (its own dedup key).
+
+        True when the page went out, False when it failed (try again), None with no pager.
+        """
+        if self.pager is None:
+            log.warning("would page oncall, but no pager is configured", summary=summary, dedup_key=key)
+            return None
+        try:
+            self.pager.trigger(
+                key,
+                summary,
+                severity=severity,
+                source="rollback-watchdog",
+                component=watch.service,
+                group=watch.env,
+                custom_details=details,
+            )
+        except WatchdogError as exc:
+            report_exception(log, "page failed", exc, dedup_key=key, watch_id=watch.id)
+            return False
+        return True
+
+    def _page_resolve(self, key: str) -> None:
+        if self.pager is None:
+            return
+        try:
+            self.pager.resolve(key)
+        except WatchdogError as exc:
+            report_exception(log, "page resolve failed", exc, dedup_key=key)
 
     def _fail(
         self,
@@ -420,49 +574,91 @@ class Engine:
         )
         return incident.id
 
+    def _unseen(self, watch: Watch, results: list[SignalResult], now: float) -> dict[str, str]:
+        """The deciding signals that did not see enough of the release to vouch for it, and why."""
+        policy = self.cfg.env(watch.env)
+        deciding = [r for r in results if r.severity is Severity.ROLLBACK] or results
+        out = {}
+        for r in deciding:
+            cov = r.coverage
+            if cov is None:
+                out[r.signal] = "no coverage figures"
+            elif cov.fraction < policy.min_coverage:
+                out[r.signal] = (
+                    f"data in {cov.fraction:.0%} of {cov.steps} steps (needs {policy.min_coverage:.0%})"
+                )
+            elif cov.stale_for(now) > policy.fresh_s:
+                out[r.signal] = (
+                    "no sample at all"
+                    if cov.last_seen is None
+                    else f"no sample in the last {cov.stale_for(now):.0f}s "
+                    f"(needs one within {policy.fresh_s:.0f}s)"
+                )
+        return out
+
     def _finish(
         self, watch: Watch, svc: ServiceConfig, results: list[SignalResult], mem: _WatchMemory, now: float
     ) -> None:
+        """The watch ran its length without a failure: promote what was seen, never what was not."""
         policy = self.cfg.env(watch.env)
         release = self.store.release(watch.release_id)
-        decisive = [s.name for s in svc.signals if s.severity is Severity.ROLLBACK]
-        unseen = [n for n in decisive if n not in mem.seen_data]
-        evidence = {"final": [r.evidence() for r in results]}
+        unseen = self._unseen(watch, results, now)
+        evidence = {"final": [r.evidence() for r in results], "unseen": unseen}
         if watch.kind == WatchKind.POST_ROLLBACK.value:
             phase = WatchPhase.INCONCLUSIVE if unseen else WatchPhase.SUCCESSFUL
-            self.store.end_watch(watch.id, phase, now, "recovered" if not unseen else f"no data: {unseen}")
+            self.store.end_watch(watch.id, phase, now, "recovered" if not unseen else f"not seen: {unseen}")
             self._notify_end(watch, phase)
             return
-        promote = not unseen
-        if unseen:
-            # A release nobody could observe is never promoted: missing data is not evidence.
-            blind = len(unseen) == len(decisive)
-            promote = policy.on_inconclusive == "promote" and not blind
-            then = "promoted (on_inconclusive=promote)" if promote else "held for a human"
-            why = "no rollback signal had any data" if blind else f"no data for {', '.join(unseen)}"
-            self.store.end_watch(watch.id, WatchPhase.INCONCLUSIVE, now, why)
+        if not unseen:
+            self.store.end_watch(watch.id, WatchPhase.SUCCESSFUL, now, "healthy for the whole watch")
+            self._notify_end(watch, WatchPhase.SUCCESSFUL)
+            self._promote(watch, release, evidence, now)
+            return
+        # A release nobody could observe is never promoted: missing data is not evidence.
+        why = "; ".join(f"{k}: {v}" for k, v in unseen.items())
+        extended = watch.ends_at - watch.started_at > policy.watch_s + 1e-6
+        if policy.on_inconclusive == "extend" and not extended:
+            self.store.extend_watch(watch.id, now + policy.watch_s)
             self._record(
                 watch,
                 DecisionKind.INCONCLUSIVE.value,
-                f"watch of {release.tag} ended inconclusive: {why}; the release is {then}",
-                WatchPhase.INCONCLUSIVE.value,
+                f"watch of {release.tag} saw too little ({why}); watching {policy.watch_s:.0f}s more, once",
+                "extended",
                 to_release=release,
                 evidence=evidence,
             )
-            self._notify_end(watch, WatchPhase.INCONCLUSIVE)
-        else:
-            self.store.end_watch(watch.id, WatchPhase.SUCCESSFUL, now, "healthy for the whole watch")
-            self._notify_end(watch, WatchPhase.SUCCESSFUL)
-        if not promote:
             return
+        paging = policy.on_inconclusive in ("page", "extend")
+        then = "held for a human; oncall paged" if paging else "held for a human"
+        if paging:
+            self._page(
+                f"rollback-watchdog/inconclusive/{watch.env}/{watch.service}/watch-{watch.id}",
+                f"{watch.service} {release.tag} in {watch.env}: watch ended inconclusive, "
+                f"not promoted ({why})",
+                "warning",
+                watch,
+                {"unseen": unseen},
+            )
+        self.store.end_watch(watch.id, WatchPhase.INCONCLUSIVE, now, f"not seen: {why}")
+        self._record(
+            watch,
+            DecisionKind.INCONCLUSIVE.value,
+            f"watch of {release.tag} ended inconclusive: {why}; the release is {then}",
+            WatchPhase.INCONCLUSIVE.value,
+            to_release=release,
+            evidence=evidence,
+        )
+        self._notify_end(watch, WatchPhase.INCONCLUSIVE)
+
+    def _promote(self, watch: Watch, release: Release, evidence: dict[str, Any], now: float) -> None:
+        policy = self.cfg.env(watch.env)
         self.store.set_release_status(release.id, ReleaseStatus.STABLE)
         previous = self.store.current_pin(watch.env, watch.service)
-        how = "passed its" if not unseen else "ended inconclusive but is promoted by policy after its"
-        self.store.pin(watch.env, watch.service, release.id, now, Actor.AUTOMATIC.value, f"{how} watch")
+        self.store.pin(watch.env, watch.service, release.id, now, Actor.AUTOMATIC.value, "passed its watch")
         self._record(
             watch,
             DecisionKind.PROMOTED.value,
-            f"{release.tag} {how} {policy.watch_s:.0f}s watch and is pinned as stable",
+            f"{release.tag} passed its {policy.watch_s:.0f}s watch and is pinned as stable",
             WatchPhase.SUCCESSFUL.value,
             from_release=previous,
             to_release=release,
@@ -483,7 +679,9 @@ class Engine:
         )
 
     def _notify_end(self, watch: Watch, phase: WatchPhase) -> None:
-        self._memory.pop(watch.id, None)
+        mem = self._memory.pop(watch.id, None)
+        if mem is not None and mem.blind_paged:
+            self._page_resolve(self._blind_key(watch))
 
     # ------------------------------------------------------------------ helpers for the CLI
 

@@ -29,6 +29,11 @@ class SourceUnavailable(Retryable):
     """A metric source could not answer. Never evidence about a release: the watchdog is blind."""
 
 
+class SourceGarbled(SourceUnavailable):
+    """A metric source answered, but with something that is not a valid answer (wrong result type,
+    missing keys, HTML, truncated JSON, the same series twice). Blind, exactly like no answer."""
+
+
 class ActionFailed(WatchdogError):
     """An action on the outside world (GitHub, a smoke check, a notifier) failed for good."""
 

@@ -16,7 +16,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -42,12 +42,15 @@ from watchdog.config import (
 )
 from watchdog.errors import SourceUnavailable
 from watchdog.phases import SignalState
+from watchdog.quality import DIP_SAMPLES, Checked, Fault, LabelKey, check_answer
 from watchdog.series import Series, counter_increase, group_key, samples_by
 from watchdog.sources.base import MetricSource
 
 AnySignal = RatioSignal | LatencySignal | ProbeSignal | RateSignal | GaugeSignal
 STATISTICAL = (RatioSignal, LatencySignal, RateSignal)
 CANARY, BASELINE, ALL = "canary", "baseline", "all"
+#: How far the first fetch of a watch reaches back for each counter's last sample before it.
+HISTORY_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,12 @@ class SignalResult:
     query: str
     error: str | None = None
     slo_breach: str | None = None  # set when the canary (or the release) is outside the SLO
+    coverage: Coverage | None = None
 
     @property
     def summary(self) -> str:
         if self.error is not None:
-            return f"source unavailable: {self.error}"
+            return f"blind: {self.error}"
         return self.verdict.summary if self.verdict is not None else ""
 
     def evidence(self) -> dict[str, Any]:
@@ -76,7 +80,32 @@ class SignalResult:
             out["error"] = self.error
         if self.slo_breach is not None:
             out["slo_breach"] = self.slo_breach
+        if self.coverage is not None:
+            out["coverage"] = self.coverage.as_dict()
         return out
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of a watch a signal actually saw: the release under watch (the canary, or all
+    traffic before/after), step by step. A promotion needs enough of it, and recent enough."""
+
+    fraction: float  # of the watch's scrape steps so far that carried data
+    steps: int
+    last_seen: float | None  # the newest sample of the release's series
+    at: float
+
+    def stale_for(self, now: float) -> float:
+        """Seconds since the last sample (since the watch began, when there was none)."""
+        return now - self.last_seen if self.last_seen is not None else math.inf
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "fraction": round(self.fraction, 4),
+            "steps": self.steps,
+            "last_seen": self.last_seen,
+            "stale_s": None if self.last_seen is None else round(self.at - self.last_seen, 3),
+        }
 
 
 def signal_alpha(service: ServiceConfig, alpha: float, signal: AnySignal) -> float:
@@ -162,9 +191,46 @@ class _Tracker:
     split_changed: bool = field(default=False, init=False)
     last: float = field(default=math.nan, init=False)  # end of the last interval taken in
     calibrated: bool = field(default=False, init=False)
+    seen_at: list[float] = field(default_factory=list, init=False)  # sample times of the release's series
+    #: Counters are checked as counters (finite, never down but for restarts); gauges are not.
+    counts: ClassVar[bool] = True
+    #: Which of ``selectors()`` carries the release's traffic, for coverage.
+    primary: ClassVar[int] = 0
 
     def selectors(self) -> list[SeriesRef]:
         raise NotImplementedError
+
+    def observe(self, windows: list[Window], end: float) -> None:
+        """Note when the release's own series had samples, after the watch began, up to ``end``."""
+        if not windows:
+            return
+        w = windows[self.primary]
+        after = max(self.seen_at[-1] if self.seen_at else -math.inf, self.watch_start)
+        mine = (CANARY, ALL)
+        new: set[float] = set()
+        for key, series in w._keyed:
+            if w.cohort_of(key) in mine:
+                t = series.t
+                new.update(t[(t > after) & (t <= end)].tolist())
+        self.seen_at.extend(sorted(new))
+
+    def coverage(self, now: float) -> Coverage:
+        """The fraction of the watch's steps so far whose end had a sample of the release within
+        ``2 × max(step, scrape interval)``: one lost scrape is not a hole, a dead exporter is."""
+        n = math.floor((now - self.watch_start) / self.step_s + 1e-9)
+        last_seen = self.seen_at[-1] if self.seen_at else None
+        if n <= 0:
+            return Coverage(1.0, 0, last_seen, now)
+        times = np.array(self.seen_at)
+        gaps = np.diff(times)
+        interval = float(np.median(gaps)) if gaps.size else self.step_s
+        stale = 2.0 * max(self.step_s, interval)
+        grid = self.watch_start + self.step_s * np.arange(1, n + 1)
+        newest = np.searchsorted(times, grid, "right") - 1
+        ok = (
+            (newest >= 0) & (grid - times[np.maximum(newest, 0)] < stale) if times.size else np.zeros(n, bool)
+        )
+        return Coverage(float(ok.mean()), n, last_seen, now)
 
     def calibrate(self, windows: list[Window], spans: list[tuple[float, float]]) -> None:
         """Learn from the pre-deploy period (A/A with a canary, the reference without one)."""
@@ -319,6 +385,8 @@ class _Counted(_Tracker):
 
 @dataclass
 class _RatioTracker(_Counted):
+    primary: ClassVar[int] = 1  # the total: requests carry the release's traffic
+
     def selectors(self) -> list[SeriesRef]:
         return [self.signal.bad, self.signal.total]
 
@@ -451,6 +519,8 @@ class _LatencyTracker(_Counted):
 
 @dataclass
 class _ProbeTracker(_Tracker):
+    counts: ClassVar[bool] = False
+
     def selectors(self) -> list[SeriesRef]:
         return [self.signal.probe]
 
@@ -492,6 +562,7 @@ class _RateTracker(_Tracker):
 @dataclass
 class _GaugeTracker(_Tracker):
     expr_series: list[Series] | None = None
+    counts: ClassVar[bool] = False
 
     def selectors(self) -> list[SeriesRef]:
         return [] if self.signal.promql is not None else [self.signal.gauge]
@@ -550,7 +621,9 @@ class WatchEvaluator:
         self.lookback_s = lookback_s
         self.step_s = step_s
         self.watch_start = watch_start
-        self._shared: dict[tuple[object, ...], Window] = {}
+        self.history_s = max(lookback_s, HISTORY_S)
+        self._shared: dict[tuple[object, ...], tuple[Window, Checked]] = {}
+        self._last_good: dict[LabelKey, tuple[float, float]] = {}  # each counter's newest good sample
         self.trackers: list[_Tracker] = [
             _TRACKERS[type(sig)](sig, service, signal_alpha(service, alpha, sig), policy, watch_start, step_s)
             for sig in service.signals
@@ -562,26 +635,44 @@ class WatchEvaluator:
             for sig in service.signals
         }
 
-    def _windows(self, tracker: _Tracker, start: float, end: float) -> list[Window]:
-        """The tracker's windows; signals reading the same series in the same span share one
-        (p95, p99 and the omnibus all read the histogram), counted once per interval."""
+    def _windows(self, tracker: _Tracker, start: float, end: float) -> tuple[list[Window], Checked]:
+        """The tracker's windows, checked; signals reading the same series in the same span share
+        one (p95, p99 and the omnibus all read the histogram), counted once per interval.
+
+        The first fetch of a watch reaches back ``history_s``, so a series that was quiet for a
+        while before it is not taken for a new one; later fetches rely on the remembered samples.
+        """
         extra = ("le",) if isinstance(tracker, _LatencyTracker) else ()
-        out = []
+        lookback = self.lookback_s if tracker.calibrated else self.history_s
+        out: list[Window] = []
+        faults: list[Fault] = []
+        hold = math.inf
         for ref in tracker.selectors():
             selector = ref.selector(self.service.match)
-            key = (selector, extra, start, end)
-            window = self._shared.get(key)
-            if window is None:
-                series = self.source.fetch(selector, start - self.lookback_s, end)
-                window = self._shared[key] = Window(series, self.service, extra)
-            out.append(window)
-        return out
+            key = (selector, extra, start, end, lookback)
+            got = self._shared.get(key)
+            if got is None:
+                raw = self.source.fetch(selector, start - lookback, end)
+                checked = check_answer(
+                    raw,
+                    start - lookback,
+                    end,
+                    counter=tracker.counts,
+                    confirm_s=DIP_SAMPLES * self.step_s,
+                    memory=self._last_good if tracker.counts else None,
+                )
+                got = self._shared[key] = (Window(checked.series, self.service, extra), checked)
+            out.append(got[0])
+            faults.extend(got[1].faults)
+            hold = min(hold, got[1].hold)
+        return out, Checked([], faults, hold)
 
     def advance(self, now: float) -> list[SignalResult]:
         """Take in everything up to ``now`` and return each signal's state.
 
         Each signal keeps its own position, so a source failing for one signal neither loses nor
-        double-counts the others' intervals.
+        double-counts the others' intervals. Nothing a source answers raises out of here: a
+        failure or a garbled answer makes that signal blind for this tick, with the reason.
         """
         self._shared = {}
         try:
@@ -593,22 +684,54 @@ class WatchEvaluator:
         sig = tracker.signal
         query = self.queries[sig.name]
         calib = self.policy.calibration_s
+        before = tracker.last if tracker.calibrated else -math.inf
         try:
             first = tracker.last if tracker.calibrated else self.watch_start - calib
-            windows = self._windows(tracker, first, now)
+            windows, checked = self._windows(tracker, first, now)
             if isinstance(tracker, _GaugeTracker) and sig.promql is not None:
                 tracker.expr_series = self._expr(sig.promql, now)
+                windows = [Window(tracker.expr_series, self.service, sig.by)]
             if not tracker.calibrated:
                 tracker.calibrate(windows, _spans(self.watch_start - calib, self.watch_start, self.step_s))
                 tracker.calibrated, tracker.last = True, self.watch_start
-            for s, e in _spans(tracker.last, now, self.step_s):
+            upto = now if checked.hold >= now else max(tracker.last, checked.hold - 1e-6)
+            for s, e in _spans(tracker.last, upto, self.step_s):
                 tracker.update(windows, s, e)
-            tracker.last = max(tracker.last, now)
-            verdict, breach = tracker.verdict(windows, now)
+            tracker.last = max(tracker.last, upto)
+            tracker.observe(windows, now)
+            verdict, breach = tracker.verdict(windows, tracker.last)
         except SourceUnavailable as exc:
-            return SignalResult(sig.name, sig.severity, SignalState.ERROR, None, query, str(exc))
+            return SignalResult(
+                sig.name,
+                sig.severity,
+                SignalState.ERROR,
+                None,
+                query,
+                str(exc),
+                coverage=tracker.coverage(now),
+            )
+        new = [f for f in checked.faults if f.at > before]
+        if new:  # counted without the bad samples, but not judged on this tick: say why
+            shown = "; ".join(str(f) for f in new[:5]) + (
+                f"; and {len(new) - 5} more" if len(new) > 5 else ""
+            )
+            return SignalResult(
+                sig.name,
+                sig.severity,
+                SignalState.ERROR,
+                None,
+                query,
+                f"the source's answer is not usable as it is: {shown}",
+                coverage=tracker.coverage(now),
+            )
         return SignalResult(
-            sig.name, sig.severity, SignalState(verdict.outcome.value), verdict, query, slo_breach=breach
+            sig.name,
+            sig.severity,
+            SignalState(verdict.outcome.value),
+            verdict,
+            query,
+            slo_breach=breach,
+            coverage=tracker.coverage(now),
         )
 
     def _expr(self, expr: str, now: float) -> list[Series]:

@@ -96,3 +96,20 @@ def init_sentry(dsn: str | None, environment: str, release: str, transport: Any 
         **options,
     )
     return True
+
+
+def report_exception(logger: Any, event: str, exc: BaseException, **context: Any) -> None:
+    """A caught exception, seen: logged with its type and (redacted) message, and sent to Sentry.
+
+    For every place that catches an exception so the daemon can go on: swallowing it silently
+    would hide a broken watch behind a running process. Sentry gets it only where it was set up
+    (``init_sentry``); its events are scrubbed by ``sentry_before_send``.
+    """
+    logger.error(event, error_type=type(exc).__name__, error=redact(str(exc)), exc_info=exc, **context)
+    import sentry_sdk
+
+    if sentry_sdk.get_client().is_active():
+        with sentry_sdk.new_scope() as scope:
+            for key, value in context.items():
+                scope.set_tag(key, redact(str(value)))
+            sentry_sdk.capture_exception(exc)

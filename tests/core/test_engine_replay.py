@@ -18,10 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def make(tmp_path: Path, scenario: Path) -> tuple[Engine, SimClock, Store]:
     text = (ROOT / "config" / "demo.yaml").read_text()
     cfg = parse_config(text, "demo.yaml", env={"DEMO_STORE_URL": f"sqlite:///{tmp_path / 'wd.db'}"})
-    # A scenario holds one service and none of the job labels the demo selects on; watch 30 minutes.
+    # A scenario holds one service and none of the job labels the demo selects on; watch 30 minutes
+    # with the signals whose series the scenario has (a signal without data would hold the release).
+    svc = cfg.services[0]
+    signals = [s for s in svc.signals if s.name in ("http_5xx", "latency_p95", "latency_p99", "healthcheck")]
     cfg = cfg.model_copy(
         update={
-            "services": [cfg.services[0].model_copy(update={"match": {}})],
+            "services": [svc.model_copy(update={"match": {}, "signals": signals})],
             "environments": {"prod": cfg.environments["prod"].model_copy(update={"watch_s": 1800.0})},
         }
     )
@@ -61,7 +64,7 @@ def test_bad_release_fails_its_watch_and_a_rollback_is_decided(tmp_path: Path) -
 
 
 def test_healthy_release_is_promoted_and_pinned(tmp_path: Path) -> None:
-    sc = write_scenario(tmp_path / "good", minutes_after=2)
+    sc = write_scenario(tmp_path / "good", minutes_after=30)
     engine, clock, store = make(tmp_path, sc)
     run_until_watch_ends(engine, clock, store)
     assert store.current_pin("prod", "stamps-api").tag == "v1.5.0"
@@ -79,9 +82,12 @@ def test_no_data_is_never_a_failure(tmp_path: Path) -> None:
     assert store.watch(watch[0].id).phase == WatchPhase.INCONCLUSIVE.value
     assert not any(v.state == SignalState.FAIL.value for v in store.verdicts(watch[0].id))
     assert store.open_incidents() == []
-    # healthchecks passed but no request was seen: inconclusive, promoted only as the policy says
-    assert store.current_pin("prod", "stamps-api").tag == "v1.5.0"
-    assert "ended inconclusive but is promoted by policy" in store.decisions()[-1].reason
+    # healthchecks passed but no request was seen, and the data ended after 2 of 30 minutes:
+    # inconclusive, and the release is held, never promoted
+    assert store.current_pin("prod", "stamps-api").tag == "v1.4.2"
+    last = store.decisions()[-1]
+    assert last.kind == DecisionKind.INCONCLUSIVE.value and "held for a human" in last.reason
+    assert "http_5xx: data in 7% of 900 steps (needs 80%)" in last.reason
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -1,9 +1,10 @@
-"""The one interface every metric source implements."""
+"""The one interface every metric source implements, and the one reader of Prometheus's matrix."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
+from watchdog.errors import SourceGarbled
 from watchdog.series import Selector, Series
 
 
@@ -15,6 +16,38 @@ class MetricSource(Protocol):
     def fetch(self, selector: Selector, start: float, end: float) -> list[Series]:
         """Samples of every series matching ``selector`` with timestamps in ``[start, end]``.
 
-        Raises ``SourceUnavailable`` when the source cannot answer; never returns made-up data.
+        Raises ``SourceUnavailable`` when the source cannot answer (``SourceGarbled`` when it
+        answered with something that is not an answer); never returns made-up data.
         """
         ...
+
+
+def parse_matrix(result: Any, where: str) -> list[Series]:
+    """A Prometheus ``matrix`` result (``[{"metric": {...}, "values": [[t, "v"], ...]}, ...]``) → series.
+
+    Anything else — a vector, missing keys, values that are not numbers — is ``SourceGarbled``,
+    naming what was wrong and where: one bad item makes the whole answer unusable, because the
+    series it would have held are missing from every sum.
+    """
+    if not isinstance(result, list):
+        raise SourceGarbled(f"{where}: expected a list of series, got {type(result).__name__}")
+    out = []
+    for i, item in enumerate(result):
+        if not isinstance(item, dict):
+            raise SourceGarbled(f"{where}: result[{i}] is {type(item).__name__}, not a series object")
+        metric, values = item.get("metric"), item.get("values")
+        if values is None and "value" in item:
+            raise SourceGarbled(
+                f"{where}: result[{i}] is an instant vector sample; a range matrix was asked for"
+            )
+        if not isinstance(metric, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metric.items()
+        ):
+            raise SourceGarbled(f"{where}: result[{i}].metric: expected an object of label strings")
+        if not isinstance(values, list):
+            raise SourceGarbled(f"{where}: result[{i}].values: missing or not a list")
+        try:
+            out.append(Series.from_pairs(metric, values))
+        except (TypeError, ValueError) as exc:
+            raise SourceGarbled(f'{where}: result[{i}].values: not [time, "value"] pairs ({exc})') from exc
+    return out

@@ -2,7 +2,9 @@
 
 An instant query of ``selector[Ns]`` at ``end`` returns the stored samples themselves (no
 ``increase()`` extrapolation), so the counts match direct scraping exactly for the same samples.
-Every query has a timeout; any failure is ``SourceUnavailable``, never a verdict.
+Every query has a timeout; any failure is ``SourceUnavailable``, and any answer that is not a
+well-formed matrix (HTML from a proxy, truncated JSON, a body without ``data``, a vector where a
+matrix was asked for) is ``SourceGarbled``: never a verdict, never an exception out of the tick.
 """
 
 from __future__ import annotations
@@ -16,8 +18,13 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from watchdog.errors import SourceUnavailable
+from watchdog.errors import SourceGarbled, SourceUnavailable
 from watchdog.series import Selector, Series
+from watchdog.sources.base import parse_matrix
+
+#: What prometheus-api-client raises when a 200 answer is not the JSON it expects.
+#: (requests' own JSONDecodeError is also a RequestException: it must be caught first.)
+_GARBLED = (requests.JSONDecodeError, KeyError, TypeError, ValueError)
 
 
 class PrometheusSource:
@@ -48,12 +55,16 @@ class PrometheusSource:
         query = f"{sel.promql()}[{span}s]"
         try:
             result = self._prom.custom_query(query, params={"time": f"{end:.3f}"}, timeout=self.timeout_s)
-        except (requests.RequestException, PrometheusApiClientException, ValueError) as exc:
+        except _GARBLED as exc:
+            raise SourceGarbled(
+                f"prometheus at {self.url} answered {query!r} with something that is not a query result "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        except (requests.RequestException, PrometheusApiClientException) as exc:
             raise SourceUnavailable(f"prometheus at {self.url} did not answer {query!r}: {exc}") from exc
-        out = []
-        for item in result:
-            out.append(Series.from_pairs(item["metric"], item.get("values", [])).between(start, end))
-        return out
+        # the range selector is rounded up to whole seconds: samples just before ``start`` are ours to
+        # trim; anything after ``end`` is left for the checks to find (Prometheus never sends it)
+        return [s.between(start, math.inf) for s in parse_matrix(result, f"prometheus answer to {query!r}")]
 
     def fetch_expr(self, expr: str, start: float, end: float, step_s: float) -> list[Series]:
         """Evaluate a raw PromQL expression over a range (the escape hatch for gauge signals)."""
@@ -65,9 +76,14 @@ class PrometheusSource:
                 step=f"{max(step_s, 1):g}s",
                 timeout=self.timeout_s,
             )
-        except (requests.RequestException, PrometheusApiClientException, ValueError) as exc:
+        except _GARBLED as exc:
+            raise SourceGarbled(
+                f"prometheus at {self.url} answered {expr!r} with something that is not a query result "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        except (requests.RequestException, PrometheusApiClientException) as exc:
             raise SourceUnavailable(f"prometheus at {self.url} did not answer {expr!r}: {exc}") from exc
-        return [Series.from_pairs(item["metric"], item.get("values", [])) for item in result]
+        return parse_matrix(result, f"prometheus answer to {expr!r}")
 
 
 def _dt(t: float) -> datetime.datetime:

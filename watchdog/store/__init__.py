@@ -326,6 +326,13 @@ class Store:
             row = _get(s, Watch, watch_id)
             row.phase, row.ended_at, row.summary = phase.value, now, summary
 
+    def extend_watch(self, watch_id: int, ends_at: float) -> None:
+        """Let a running watch go on until ``ends_at`` (an inconclusive watch, extended once)."""
+        with self.session() as s:
+            row = _get(s, Watch, watch_id)
+            if row.phase == WatchPhase.RUNNING.value:
+                row.ends_at = max(row.ends_at, ends_at)
+
     def add_verdict(
         self,
         watch_id: int,

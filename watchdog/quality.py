@@ -1,0 +1,193 @@
+"""What a source's answer must look like before a single sample of it is counted.
+
+Missing data is not evidence, and neither is garbage. Every answer is checked here, once, whatever
+the source: a series may not appear twice, and no sample may lie outside the range asked for. A
+counter's samples must be finite, non-negative and in time order, and a counter never goes down
+except when it restarts from zero. What breaks these rules is dropped (it becomes a missed
+scrape, which the counting already handles exactly) and reported as a ``Fault``; the evaluator
+then says the signal is blind for that tick, with the faults as the reason, and never reads the
+fault as evidence about the release.
+
+A *dip* — a counter that goes down and comes back to where it was within a few samples — is not a
+restart: a restarted process cannot recount its predecessor's events that fast. It is what two
+processes exporting the same series look like, or an exporter's arithmetic going wrong. Read as a
+reset it would invent the whole counter's value as new events, so the dipped samples are dropped.
+A drop that has not yet had the chance to come back is *unconfirmed*: counting stops short of it
+until it has (``hold``), so a dip at the edge of a window is never counted as a reset.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from watchdog.errors import SourceGarbled
+from watchdog.series import Series
+
+#: A drop that comes back above its earlier value within this many samples is a dip, not a reset.
+DIP_SAMPLES = 4
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One thing wrong with one series of an answer."""
+
+    series: str
+    problem: str
+    at: float  # the time of the first sample concerned (so a fault is reported once, when it is new)
+
+    def __str__(self) -> str:
+        return f"{self.series}: {self.problem}"
+
+
+def series_name(labels: Mapping[str, str]) -> str:
+    name = labels.get("__name__", "")
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
+    return f"{name}{{{inner}}}"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An answer after its checks: clean series, what was dropped, and how far it may be counted."""
+
+    series: list[Series]
+    faults: list[Fault]
+    hold: float = math.inf  # count no interval ending at or after this time yet (an unconfirmed drop)
+
+
+LabelKey = tuple[tuple[str, str], ...]
+
+
+def check_answer(
+    series: Sequence[Series],
+    start: float,
+    end: float,
+    *,
+    counter: bool,
+    confirm_s: float,
+    memory: dict[LabelKey, tuple[float, float]] | None = None,
+) -> Checked:
+    """Check one answer to "samples of these series in [start, end]".
+
+    Raises ``SourceGarbled`` when the answer cannot be used at all; otherwise drops what is
+    wrong and lists it. ``confirm_s`` is how long after a counter's drop the counter gets to come
+    back before the drop counts as a reset (``end`` is the newest time the answer can know of).
+
+    ``memory`` holds the last good sample of each counter seen earlier in the same watch. A
+    series that resumes after a gap longer than the range asked for is then counted from that
+    sample, not from zero: the difference across the gap is its events, its cumulative value
+    is not. It is updated with each series' newest good sample.
+    """
+    seen: dict[LabelKey, int] = {}
+    for s in series:
+        key = tuple(sorted(s.labels.items()))
+        seen[key] = seen.get(key, 0) + 1
+    dupes = [
+        Fault(series_name(dict(k)), f"the answer holds this series {n} times", end)
+        for k, n in seen.items()
+        if n > 1
+    ]
+    if dupes:
+        raise SourceGarbled("; ".join(str(f) for f in dupes))
+    out: list[Series] = []
+    faults: list[Fault] = []
+    hold = math.inf
+    for s in series:
+        clean, problems, s_hold = _check_series(s, start, end, counter, confirm_s, memory)
+        out.append(clean)
+        name = series_name(s.labels)
+        faults.extend(Fault(name, p, at) for at, p in problems)
+        hold = min(hold, s_hold)
+    return Checked(out, faults, hold)
+
+
+class _Problems:
+    """Drops samples by mask and says which, once per kind."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[float, str]] = []
+
+    def drop(self, t: np.ndarray, keep: np.ndarray, mask: np.ndarray, what: str, end: float) -> None:
+        new = mask & keep
+        n = int(new.sum())
+        if not n:
+            return
+        keep[new] = False
+        times = t[new]
+        shown = ", ".join(f"{x:.0f}" for x in times[:3]) + (" …" if n > 3 else "")
+        finite = times[np.isfinite(times)]
+        self.found.append(
+            (float(finite.min()) if finite.size else end, f"{n} sample(s) {what} (t={shown}) dropped")
+        )
+
+
+def _check_series(
+    s: Series,
+    start: float,
+    end: float,
+    counter: bool,
+    confirm_s: float,
+    memory: dict[LabelKey, tuple[float, float]] | None,
+) -> tuple[Series, list[tuple[float, str]], float]:
+    t, v = s.t, s.v
+    found = _Problems()
+    keep = np.ones(t.size, dtype=bool)
+    found.drop(t, keep, ~np.isfinite(t), "with a timestamp that is not a number", end)
+    found.drop(
+        t,
+        keep,
+        (t < start - 1e-6) | (t > end + 1e-6),
+        f"outside the range asked for [{start:.0f}, {end:.0f}]",
+        end,
+    )
+    last = -math.inf
+    disorder = np.zeros(t.size, dtype=bool)
+    for i in np.flatnonzero(keep):
+        if t[i] <= last:
+            disorder[i] = True
+        else:
+            last = t[i]
+    found.drop(t, keep, disorder, "out of time order or repeated", end)
+    if not counter:
+        return (s if keep.all() else Series(s.labels, t[keep], v[keep])), found.found, math.inf
+    t, v = t[keep], v[keep]
+    keep = np.ones(t.size, dtype=bool)
+    found.drop(t, keep, ~np.isfinite(v), "that are NaN or infinite (a counter is a finite count)", end)
+    found.drop(t, keep, v < 0, "that are negative (a counter counts up from zero)", end)
+    t, v = t[keep], v[keep]
+    key = tuple(sorted(s.labels.items()))
+    before = memory.get(key) if memory is not None else None
+    prepended = before is not None and (t.size == 0 or before[0] < t[0])
+    if prepended and before is not None:
+        t, v = np.concatenate([[before[0]], t]), np.concatenate([[before[1]], v])
+    keep = np.ones(t.size, dtype=bool)
+    dips, hold = _dips(t, v, end, confirm_s)
+    found.drop(t, keep, dips, "where the counter went down and came back (not a restart)", end)
+    t, v = t[keep], v[keep]
+    if memory is not None and t.size:
+        memory[key] = (float(t[-1]), float(v[-1]))
+    if prepended and t.size == 1:
+        return Series(s.labels, t[:0], v[:0]), found.found, hold  # only the remembered sample: no data now
+    return Series(s.labels, t, v), found.found, hold
+
+
+def _dips(t: np.ndarray, v: np.ndarray, end: float, confirm_s: float) -> tuple[np.ndarray, float]:
+    """Samples of a dip, and the time of the first drop not yet confirmed as a reset."""
+    dips = np.zeros(t.size, dtype=bool)
+    hold = math.inf
+    ref = -1  # the last sample that is not part of a dip
+    for i in range(t.size):
+        if ref < 0 or v[i] >= v[ref]:
+            ref = i
+            continue
+        ahead = v[i + 1 : i + 1 + DIP_SAMPLES]
+        if ahead.size and bool((ahead >= v[ref]).any()):
+            dips[i] = True
+            continue
+        if ahead.size < DIP_SAMPLES and end - t[i] < confirm_s:
+            hold = min(hold, float(t[i]))  # the counter may still come back: don't count past it yet
+        ref = i
+    return dips, hold
