@@ -36,6 +36,41 @@ Regressions start at ``deploy_at`` (``onset = deploy_at``) on the canary (``all`
   ``truth.tenant`` names it.
 - ``ba_err_step``: before/after, 5xx x ``logU(1.5, 20)``; effect = rate.
 
+Data faults: what a detector is never to be fooled by (together about a fifth of a corpus). Real
+Prometheus series simply have no samples where a target was not scraped: no ``NaN``, no zeros.
+"Long history" below means counters of processes up for ``logU(2, 30)`` days (not 1-72 h), whose
+5xx counters' past is x ``U(1.5, 4)`` today's rate per cohort (old incidents stay in a cumulative
+count; ``truth.history``): a reader that takes a resumed series' whole value as new events sees a
+bad release. Weights are those of ``FAMILIES``.
+
+- ``aa_scrape_gap`` (healthy, 0.5), ``ba_scrape_gap`` (healthy, 0.4): long history, no reset at
+  ``deploy_at``, and a gap of ``U(6, 15)`` min in the watch (from ``deploy_at + 1 min``, ending at
+  least 2 min before the end). Half the time Prometheus itself was down: every series of every
+  cohort, probes too, has no sample there; else one cohort's ``/metrics`` was not scraped (each
+  cohort alike likely) while its blackbox probe, another exporter, was. Counters count on through
+  the gap. ``truth.gap`` says which.
+- ``ba_no_restart`` (healthy, 0.3), ``ba_no_restart_err_step`` (regression, 1): a before/after
+  release that restarts nothing (a hot reload): long history and no reset at ``deploy_at``; the
+  regression is ``ba_err_step``'s.
+- ``blind_canary`` (0.6): the canary's exporter dies ``U(60, 180)`` s after ``deploy_at`` and is
+  never scraped again (every canary series but ``probe_success``), while its blackbox probe, a
+  separate exporter, keeps succeeding. The canary is healthy but nobody can tell: ``regression:
+  false`` and ``truth.expect = "inconclusive"``, the only right decision (never promote, never
+  roll back). Counted as healthy for false rollbacks.
+- ``crash_loop`` (regression, 1): the canary restarts at ``deploy_at`` (forced reset) and crashes
+  ``U(15, 60)`` s later for good: its ``/metrics`` is never scraped again, its probe fails from
+  there (3 % chance of a lone success, a restart between back-offs) and the load balancer sends
+  its traffic to the baseline. ``onset`` is the crash (``truth.crash_at``), not ``deploy_at``;
+  signal ``healthcheck``, effect = the share of failed probes (0 -> 0.97).
+- ``aa_restart`` (healthy, 0.4), ``ba_restart`` (healthy, 0.3): the new release's cohort
+  restarts once in the watch (``U(deploy_at + 2 min, end - 3 min)``): its counters read 0 from
+  there (listed in ``truth.resets``), and its ``/metrics`` misses 1-4 scrapes around the restart
+  (the restart among them) while its probe keeps succeeding (the process is back within seconds;
+  it serves ``/metrics`` after warming up). ``truth.restart`` says when.
+- ``aa_tiny_share`` (healthy, 0.4), ``tiny_share_err_step`` (regression, 1.5): a canary of one
+  instance with ``logU(0.01, 0.02)`` of the traffic; the regression is ``err_step``'s. The cost of a
+  small canary: less evidence per minute.
+
 Effects are the model's expected values, not counts from the series. ``truth.json`` also carries
 ``family``, ``rps`` (mean total rate over the watch), ``canary_share`` (before deploy),
 ``base_error_rate``, ``nuisances``, ``resets`` (``[{"cohort", "at"}]``), ``slo_breach`` (whether the
@@ -57,6 +92,7 @@ from benchmarks.world import (
     SIGNALS,
     STEP_S,
     WATCH_S,
+    Cohort,
     World,
     frac_above,
     logu,
@@ -227,6 +263,112 @@ def cost_tenant(w: World) -> None:
     _regress(w, ["cost_per_tenant"], frm, frm * mult, multiplier=mult, tenant=w.tenants[j], slo_breach=None)
 
 
+# Data faults: the data lies, the release may not.
+
+
+def _long_history(w: World) -> None:
+    """Counters of processes up for days, whose past had more 5xx than today (old incidents)."""
+    rng = w.rng
+    w.uptime_s = 86400.0 * logu(rng, 2, 30)
+    for c in w.cohorts:
+        c.history_err = float(rng.uniform(1.5, 4.0))
+    w.truth.update(
+        history={"uptime_s": w.uptime_s, "err_multiplier": {c.name: c.history_err for c in w.cohorts}}
+    )
+
+
+def _not_scraped(c: Cohort, steps: slice, probes: bool) -> None:
+    """The cohort's ``/metrics`` has no samples at ``steps``; its blackbox probe neither when ``probes``."""
+    if probes:
+        if c.probe_keep is not None:
+            c.probe_keep[steps] = False
+    elif c.probe_keep is None:
+        c.probe_keep = c.keep.copy()
+    c.keep[steps] = False
+
+
+def scrape_gap(w: World) -> None:
+    rng = w.rng
+    _long_history(w)
+    dur = float(rng.uniform(360, 900))
+    k0, n = w.step_after(float(rng.uniform(w.deploy_at + 60, w.times[-1] - dur - 120))), round(dur / STEP_S)
+    if rng.random() < 0.5:
+        cause, hit = "prometheus", list(w.cohorts)
+    else:
+        cause, hit = "exporter", [w.cohorts[int(rng.integers(len(w.cohorts)))]]
+    for c in hit:
+        _not_scraped(c, slice(k0, k0 + n), probes=cause == "prometheus")
+    w.truth.update(
+        gap={
+            "cause": cause,
+            "cohorts": [c.name for c in hit],
+            "probes": cause == "prometheus",
+            "first_missing": float(w.times[k0]),
+            "last_missing": float(w.times[k0 + n - 1]),
+            "missing_samples": n,
+        }
+    )
+
+
+def no_restart(w: World) -> None:
+    """A release that restarts nothing (a hot reload): the counters keep their days of history."""
+    _long_history(w)
+
+
+def no_restart_err_step(w: World) -> None:
+    no_restart(w)
+    err_step(w)
+
+
+def blind_canary(w: World) -> None:
+    k = w.step_after(w.deploy_at + float(w.rng.uniform(60, 180)))
+    _not_scraped(w.cohort("canary"), slice(k, None), probes=False)
+    w.truth.update(expect="inconclusive", exporter_lost_at=float(w.times[k]))
+
+
+def crash_loop(w: World) -> None:
+    rng, canary, baseline = w.rng, w.cohort("canary"), w.cohort("baseline")
+    crash_at = w.deploy_at + float(rng.uniform(15, 60))
+    k = w.step_after(crash_at)
+    _not_scraped(canary, slice(k, None), probes=False)
+    canary.probe[k:] = (rng.random(N_SAMPLES - k) < 0.03).astype(np.int64)
+    canary.share[k:] = 0.0
+    baseline.share = 1 - canary.share
+    _regress(w, ["healthcheck"], 0.0, 0.97, slo_breach=True, crash_at=crash_at)
+    w.truth["onset"] = crash_at
+
+
+def restart(w: World) -> None:
+    rng, c = w.rng, w.new
+    k = w.step_after(float(rng.uniform(w.deploy_at + 120, w.times[-1] - 180)))
+    lost = int(rng.integers(1, 5))
+    k0 = k - int(rng.integers(0, lost))
+    _not_scraped(c, slice(k0, k0 + lost), probes=False)
+    c.resets.append(k)
+    w.truth.update(
+        restart={
+            "cohort": c.name,
+            "at": float(w.times[k]),
+            "first_missing": float(w.times[k0]),
+            "lost_scrapes": lost,
+        }
+    )
+
+
+def tiny_share(w: World) -> None:
+    rng, canary, baseline = w.rng, w.cohort("canary"), w.cohort("baseline")
+    share = logu(rng, 0.01, 0.02)
+    canary.instances, canary.inst_weight = make_instances(rng, 2, 1)
+    canary.inst_err_mult = np.ones((1, N_SAMPLES))
+    canary.share[:] = share
+    baseline.share[:] = 1 - share
+
+
+def tiny_share_err_step(w: World) -> None:
+    tiny_share(w)
+    err_step(w)
+
+
 @dataclass(frozen=True)
 class Family:
     """How a family edits the world, whether it is healthy, and which nuisances it forces on or off."""
@@ -239,7 +381,8 @@ class Family:
 
 
 NO_NUISANCES = {"reset": False, "missed_scrapes": False, "overdispersion": False}
-ERR_STEP_WEIGHT = 10 / 3  # with ten other regression families at weight 1: a quarter of the regressions
+NO_RESET = {"reset": False}
+ERR_STEP_WEIGHT = 4.5  # the other regression families weigh 13.5: err_step is a quarter of the regressions
 
 FAMILIES: dict[str, Family] = {
     "aa_basic": Family(aa_basic, healthy=True, forced=NO_NUISANCES, weight=2.0),
@@ -262,4 +405,15 @@ FAMILIES: dict[str, Family] = {
     "proof_fail_rise": Family(proof_fail_rise, healthy=False),
     "cost_tenant": Family(cost_tenant, healthy=False),
     "ba_err_step": Family(err_step, healthy=False, canary=False),
+    # data faults
+    "aa_scrape_gap": Family(scrape_gap, healthy=True, forced=NO_RESET, weight=0.5),
+    "ba_scrape_gap": Family(scrape_gap, healthy=True, canary=False, forced=NO_RESET, weight=0.4),
+    "ba_no_restart": Family(no_restart, healthy=True, canary=False, forced=NO_RESET, weight=0.3),
+    "aa_restart": Family(restart, healthy=True, weight=0.4),
+    "ba_restart": Family(restart, healthy=True, canary=False, weight=0.3),
+    "aa_tiny_share": Family(tiny_share, healthy=True, weight=0.4),
+    "blind_canary": Family(blind_canary, healthy=True, weight=0.6),
+    "ba_no_restart_err_step": Family(no_restart_err_step, healthy=False, canary=False, forced=NO_RESET),
+    "crash_loop": Family(crash_loop, healthy=False, forced={"reset": True}),
+    "tiny_share_err_step": Family(tiny_share_err_step, healthy=False, weight=1.5),
 }

@@ -38,7 +38,6 @@ from scipy.special import ndtr
 
 from benchmarks.families import FAMILIES
 from benchmarks.world import (
-    DEPLOY_K,
     LE,
     LE_LABELS,
     N_SAMPLES,
@@ -46,6 +45,7 @@ from benchmarks.world import (
     ROUTES,
     SIGNALS,
     STEP_S,
+    BoolArray,
     Cohort,
     FloatArray,
     IntArray,
@@ -60,13 +60,15 @@ __all__ = ["FAMILIES", "SIGNALS", "generate_corpus", "generate_one", "main", "pl
 # Rendering: expected rates → sampled events → Prometheus counters and gauges as JSON.
 
 
-def _counter(events: NDArray[Any], offset: NDArray[Any], reset: bool) -> NDArray[Any]:
-    """Cumulative samples along the last axis; a reset reads 0 at ``deploy_at`` and counts on from there."""
+def _counter(events: NDArray[Any], offset: NDArray[Any], resets: Sequence[int]) -> NDArray[Any]:
+    """Cumulative samples along the last axis; at a reset step the counter reads 0 and counts on from there.
+
+    The events of the reset step itself (the old process's last increments since its previous
+    scrape) are lost, as they are in Prometheus.
+    """
     out: NDArray[Any] = offset + np.cumsum(events, axis=-1)
-    if reset:
-        out[..., DEPLOY_K:] = (
-            np.cumsum(events[..., DEPLOY_K:], axis=-1) - events[..., DEPLOY_K : DEPLOY_K + 1]
-        )
+    for k in sorted(resets):
+        out[..., k:] = np.cumsum(events[..., k:], axis=-1) - events[..., k : k + 1]
     return out
 
 
@@ -112,25 +114,39 @@ class _SeriesWriter:
     """Builds the ``result`` items of one cohort as compact JSON, keeping only the scraped samples."""
 
     def __init__(self, w: World, c: Cohort) -> None:
+        self.times = w.times
         self.kept = np.flatnonzero(c.keep)
-        self.prefixes = [f'[{float(w.times[k])!r},"' for k in self.kept]
+        self.prefixes = self._prefixes(self.kept)
         self.items: list[str] = []
         self.cohort = c.name
 
-    def add(self, labels: Mapping[str, str], values: NDArray[Any], fmt: str = "") -> None:
+    def _prefixes(self, kept: IntArray) -> list[str]:
+        return [f'[{float(self.times[k])!r},"' for k in kept]
+
+    def add(
+        self, labels: Mapping[str, str], values: NDArray[Any], fmt: str = "", keep: BoolArray | None = None
+    ) -> None:
+        """One series; ``keep`` when this one was scraped at other steps than the target's (a probe)."""
+        kept, prefixes = self.kept, self.prefixes
+        if keep is not None:
+            kept = np.flatnonzero(keep)
+            prefixes = self._prefixes(kept)
         labels = {"__name__": labels["__name__"], "cohort": self.cohort, **labels}
-        raw = values[self.kept].tolist()
+        raw = values[kept].tolist()
         texts = [format(v, fmt) for v in raw] if fmt else [str(v) for v in raw]
-        body = ",".join([p + v + '"]' for p, v in zip(self.prefixes, texts, strict=True)])
+        body = ",".join([p + v + '"]' for p, v in zip(prefixes, texts, strict=True)])
         metric = json.dumps(labels, sort_keys=True, separators=(",", ":"))
         self.items.append(f'{{"metric":{metric},"values":[{body}]}}')
 
 
-def _render_cohort(w: World, c: Cohort, uptime_steps: float) -> list[str]:
+def _render_cohort(w: World, c: Cohort) -> list[str]:
     rng, out = w.rng, _SeriesWriter(w, c)
+    assert w.uptime_s is not None, "build_world draws the uptime"
+    uptime_steps = w.uptime_s / STEP_S
 
-    def offset(events: NDArray[Any]) -> IntArray:
-        return np.asarray(rng.poisson(events.mean(axis=-1, keepdims=True) * uptime_steps), dtype=np.int64)
+    def offset(events: NDArray[Any], history: float = 1.0) -> IntArray:
+        mean = events.mean(axis=-1, keepdims=True) * uptime_steps * history
+        return np.asarray(rng.poisson(mean), dtype=np.int64)
 
     lam = w.total_rate * c.share * c.req_mult * STEP_S
     lam[0] = 0.0
@@ -150,17 +166,18 @@ def _render_cohort(w: World, c: Cohort, uptime_steps: float) -> list[str]:
         if len(codes) == 1:
             codes.append(("500", errors))
         for code, events in codes:
-            values = _counter(events, offset(events), c.reset)
+            history = c.history_err if code.startswith("5") else 1.0
+            values = _counter(events, offset(events, history), c.resets)
             for i, inst in enumerate(c.instances):
                 labels = {"__name__": "http_requests_total", "code": code, "route": route, "instance": inst}
                 out.add(labels, values[i])
 
     groups = n if c.hist_by_instance else n.sum(axis=0, keepdims=True)
     per_le = _multinomial(rng, groups, _bucket_probs(c))
-    buckets = _counter(np.cumsum(per_le, axis=1), np.cumsum(offset(per_le), axis=1), c.reset)
+    buckets = _counter(np.cumsum(per_le, axis=1), np.cumsum(offset(per_le), axis=1), c.resets)
     mean, var = _latency_moments(c)
     lat_sum = np.maximum(groups * mean + np.sqrt(groups * var) * rng.standard_normal(groups.shape), 0.0)
-    sums = _counter(lat_sum, buckets[:, -1, :1] * float(mean.mean()), c.reset)
+    sums = _counter(lat_sum, buckets[:, -1, :1] * float(mean.mean()), c.resets)
     for g in range(groups.shape[0]):
         where = {"instance": c.instances[g]} if c.hist_by_instance else {}
         for j, le in enumerate(LE_LABELS):
@@ -177,9 +194,9 @@ def _render_cohort(w: World, c: Cohort, uptime_steps: float) -> list[str]:
         ("device_proof_failures_total", rng.binomial(attempts, np.clip(c.proof_fail, 0.0, 1.0))),
     )
     for name, events in business:
-        out.add({"__name__": name}, _counter(events, offset(events), c.reset))
+        out.add({"__name__": name}, _counter(events, offset(events), c.resets))
 
-    out.add({"__name__": "probe_success", "probe": "health"}, c.probe)
+    out.add({"__name__": "probe_success", "probe": "health"}, c.probe, keep=c.probe_keep)
     for j, tenant in enumerate(w.tenants):
         cost = c.cost[j] * rng.uniform(0.95, 1.05, N_SAMPLES)
         out.add({"__name__": "cost_per_tenant", "tenant": tenant}, cost, ".4g")
@@ -222,20 +239,32 @@ def _truth(w: World) -> dict[str, Any]:
         "base_error_rate": w.base["error_rate"],
         "base": w.base,
         "nuisances": w.nuisances,
-        "resets": [{"cohort": c.name, "at": w.deploy_at} for c in w.cohorts if c.reset],
+        "resets": [{"cohort": c.name, "at": float(w.times[k])} for c in w.cohorts for k in sorted(c.resets)],
         "instances": {c.name: len(c.instances) for c in w.cohorts},
     }
 
 
-def generate_one(out_dir: str | Path, family: str, rng: np.random.Generator, index: int) -> Path:
-    """Write scenario ``{family}-{index:05d}`` under ``out_dir``; everything random comes from ``rng``."""
+def build_world(family: str, rng: np.random.Generator, index: int) -> World:
+    """Scenario ``{family}-{index:05d}`` as expected rates, before any sampling of its series."""
     spec = FAMILIES[family]
-    name = f"{family}-{index:05d}"
-    w = new_world(rng, family, name, spec.canary)
+    w = new_world(rng, family, f"{family}-{index:05d}", spec.canary)
     apply_nuisances(w, spec.forced)
     spec.build(w)
-    uptime_steps = float(rng.uniform(3600, 72 * 3600)) / STEP_S
-    items = [item for c in w.cohorts for item in _render_cohort(w, c, uptime_steps)]
+    if w.uptime_s is None:
+        w.uptime_s = float(rng.uniform(3600, 72 * 3600))
+    return w
+
+
+def render(w: World) -> list[str]:
+    """The ``result`` items of ``series.json``: the world sampled, every cohort in turn."""
+    return [item for c in w.cohorts for item in _render_cohort(w, c)]
+
+
+def generate_one(out_dir: str | Path, family: str, rng: np.random.Generator, index: int) -> Path:
+    """Write scenario ``{family}-{index:05d}`` under ``out_dir``; everything random comes from ``rng``."""
+    w = build_world(family, rng, index)
+    items = render(w)
+    name = w.name
     path = Path(out_dir) / name
     path.mkdir(parents=True, exist_ok=True)
     (path / "meta.json").write_text(json.dumps(_meta(w), indent=2) + "\n")

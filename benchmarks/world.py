@@ -26,7 +26,8 @@ Shared world (every scenario). ``U(a, b)`` is uniform, ``logU(a, b)`` log-unifor
   Binomial(successful claim requests, 0.92), failures ~ Binomial(attempts, ``logU(0.005, 0.03)``).
 - ``cost_per_tenant``: 3-5 tenants, base ``U(0.01, 0.05)`` each, times ``U(0.95, 1.05)`` per sample.
 - ``probe_success{probe="health"}``: 1 at every sample unless a family says otherwise.
-- Counters start at the count of ``U(1, 72)`` h of uptime, so they are large, as in production.
+- Counters start at the count of ``U(1, 72)`` h of uptime, so they are large, as in production
+  (``logU(2, 30)`` days in the families with a long history, ``benchmarks/families.py``).
 - SLO (``meta.slo``): error rate = base x ``U(3, 5)`` rounded up to two significant digits; latency
   p95/p99 = the smallest bucket bound >= 1.5 x the healthy quantile (p99's at least the bound
   above p95's); token reuse and device-proof failure rates = 3 x base, rounded up likewise.
@@ -111,7 +112,15 @@ def frac_above(
 
 @dataclass
 class Cohort:
-    """Expected per-step behaviour of one cohort; families edit these arrays, rendering samples them."""
+    """Expected per-step behaviour of one cohort; families edit these arrays, rendering samples them.
+
+    ``keep`` is the steps at which the cohort's own ``/metrics`` was scraped (every series of the
+    target at once); ``probe_keep`` those at which its blackbox probe was, when they differ (a
+    separate exporter: ``None`` means the same scrapes). ``resets`` are the steps at which the
+    process restarted: its counters read 0 there. ``history_err`` is how much higher the 5xx share of
+    the counters' past (before the scenario's first sample) was than today's rate: cumulative counts
+    of a long-lived process carry its old incidents.
+    """
 
     name: str
     instances: list[str]
@@ -131,7 +140,9 @@ class Cohort:
     tail_sigma: FloatArray = field(default_factory=lambda: np.ones(N_SAMPLES))
     probe: IntArray = field(default_factory=lambda: np.ones(N_SAMPLES, dtype=np.int64))
     keep: BoolArray = field(default_factory=lambda: np.ones(N_SAMPLES, dtype=bool))
-    reset: bool = False
+    probe_keep: BoolArray | None = None
+    resets: list[int] = field(default_factory=list)
+    history_err: float = 1.0
     hist_by_instance: bool = False
 
 
@@ -154,6 +165,7 @@ class World:
     release: tuple[str, str]
     nuisances: list[str] = field(default_factory=list)
     truth: dict[str, Any] = field(default_factory=dict)
+    uptime_s: float | None = None
 
     @property
     def after(self) -> BoolArray:
@@ -167,6 +179,10 @@ class World:
 
     def cohort(self, name: str) -> Cohort:
         return next(c for c in self.cohorts if c.name == name)
+
+    def step_after(self, t: float) -> int:
+        """Index of the first sample at or after time ``t``: the one that carries its events."""
+        return int(np.searchsorted(self.times, t - 1e-9))
 
 
 def make_instances(rng: np.random.Generator, cohort_octet: int, k: int) -> tuple[list[str], FloatArray]:
@@ -265,7 +281,7 @@ def new_world(rng: np.random.Generator, family: str, name: str, canary: bool) ->
 
 
 def _add_reset(w: World) -> None:
-    w.new.reset = True
+    w.new.resets.append(DEPLOY_K)
     w.nuisances.append("reset")
 
 
