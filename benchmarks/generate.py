@@ -370,10 +370,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = sum(f.stat().st_size for p in paths for f in p.iterdir())
     for family, spec in FAMILIES.items():
         if per_family[family]:
-            print(f"{family:20s} {'healthy' if spec.healthy else 'regression':10s} {per_family[family]:6d}")
+            print(f"{family:24s} {'healthy' if spec.healthy else 'regression':10s} {per_family[family]:6d}")
     n_healthy = sum(k for f, k in per_family.items() if FAMILIES[f].healthy)
     print(
-        f"{'total':20s} {'':10s} {len(paths):6d}  ({n_healthy} healthy, {len(paths) - n_healthy} regressions)"
+        f"{'total':24s} {'':10s} {len(paths):6d}  ({n_healthy} healthy, {len(paths) - n_healthy} regressions)"
     )
     print(f"wrote {size / 1e6:.1f} MB to {args.out} in {elapsed:.1f} s")
     return 0
