@@ -3,8 +3,12 @@
     python benchmarks/score.py --scenarios DIR results-watchdog.json [results-argo.json ...] [--json out.json]
 
 Prints, overall and per scenario family: false rollbacks (rate and 95% Clopper-Pearson interval),
-misses, delay median and p90 in seconds, the median ratio of the delay to Wald's floor (5xx
-steps), and CPU per scenario; then the issue's targets. The floor is Wald's lower bound on the
+misses, promotions and inconclusive watches, delay median and p90 in seconds, the median ratio of
+the delay to Wald's floor (5xx steps), and CPU per scenario; then the issue's targets: the
+whole corpus's false-rollback rate against "≤ 0.5 %, 95 % upper bound ≤ 1 %", and the promotions
+in each blind family against 0. A scenario whose truth says ``"expect": "inconclusive"`` (its data
+cannot tell: the canary's exporter died) is healthy for false rollbacks, and a promotion there is
+an error of its own kind, counted as ``blind_promotions``. The floor is Wald's lower bound on the
 expected number of observations of any sequential test with error rates α = 0.01, β = 0.02,
 E₁[N] ≥ d(1−β‖α) / KL(P₁‖P₀), in bad events of the canary/baseline comparison (or requests,
 before/after), turned into seconds with the scenario's own event rate and rounded up to whole
@@ -26,7 +30,9 @@ from typing import Any
 from scipy import stats
 
 ALPHA, BETA = 0.01, 0.02
-FLOOR_FAMILIES = ("err_step", "ba_err_step")
+FLOOR_FAMILIES = ("err_step", "ba_err_step", "tiny_share_err_step", "ba_no_restart_err_step")
+FALSE_ROLLBACK_TARGET = 0.005  # of the healthy deploys
+FALSE_ROLLBACK_UPPER_TARGET = 0.01  # the upper end of its 95 % Clopper-Pearson interval
 
 
 def _kl_bernoulli(p: float, q: float) -> float:
@@ -74,6 +80,10 @@ class Tally:
     regressions: int = 0
     misses: int = 0
     errors: int = 0
+    promotions: int = 0
+    inconclusives: int = 0
+    blind: int = 0  # healthy scenarios whose only right decision is "inconclusive"
+    blind_promotions: int = 0
     delays: list[float] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
@@ -89,6 +99,10 @@ class Tally:
             "misses": self.misses,
             "miss_rate": self.misses / self.regressions if self.regressions else None,
             "errors": self.errors,
+            "promotions": self.promotions,
+            "inconclusives": self.inconclusives,
+            "blind": self.blind,
+            "blind_promotions": self.blind_promotions,
             "delay_median_s": _q(self.delays, 0.5),
             "delay_p90_s": _q(self.delays, 0.9),
             "delay_ratio_median": _q(self.ratios, 0.5),
@@ -123,9 +137,10 @@ def strong_effect(truth: dict[str, Any], meta: dict[str, Any]) -> bool:
     """The issue's miss target covers effects ≥ 2× with ≥ 1 req/s of canary (or release) traffic."""
     effect = truth.get("effect") or {}
     try:
-        ratio = float(effect["to"]) / float(effect["from"])
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        frm, to = float(effect["from"]), float(effect["to"])
+    except (KeyError, TypeError, ValueError):
         return False
+    ratio = to / frm if frm > 0 else (math.inf if to > 0 else 0.0)  # a probe that never failed now fails
     traffic = float(truth.get("rps") or 0.0) * (
         float(truth.get("canary_share") or 1.0) if meta.get("canary") else 1.0
     )
@@ -144,10 +159,12 @@ def score(
         tallies = [overall, families[family_of(truth)]]
         if truth.get("regression") and strong_effect(truth, meta):
             tallies.append(strong)
+        blind = truth.get("expect") == "inconclusive"
         for t in tallies:
             t.cpu.append(float(r.get("cpu_s") or 0.0))
-            if r["decision"] == "error":
-                t.errors += 1
+            t.errors += int(r["decision"] == "error")
+            t.promotions += int(r["decision"] == "promote")
+            t.inconclusives += int(r["decision"] == "inconclusive")
             if truth.get("regression"):
                 t.regressions += 1
                 if r["decision"] != "rollback":
@@ -160,14 +177,62 @@ def score(
                     t.ratios.append(max(delay, 0.0) / floor)
             else:
                 t.healthy += 1
-                if r["decision"] == "rollback":
-                    t.false_rollbacks += 1
+                t.false_rollbacks += int(r["decision"] == "rollback")
+                t.blind += int(blind)
+                t.blind_promotions += int(blind and r["decision"] == "promote")
     return {
         "detector": results.get("detector"),
         "overall": overall.row(),
         "strong_effects": strong.row(),
         "families": {k: v.row() for k, v in sorted(families.items())},
+        "targets": targets(overall, families),
     }
+
+
+def targets(overall: Tally, families: dict[str, Tally]) -> dict[str, Any]:
+    """The issue's targets that the whole corpus decides: false rollbacks, and no blind promotion."""
+    _lo, hi = clopper_pearson(overall.false_rollbacks, overall.healthy)
+    rate = overall.false_rollbacks / overall.healthy if overall.healthy else None
+    blind = {k: v for k, v in sorted(families.items()) if v.blind}
+    return {
+        "false_rollbacks": {
+            "count": overall.false_rollbacks,
+            "of": overall.healthy,
+            "rate": rate,
+            "upper95": hi if overall.healthy else None,
+            "rate_target": FALSE_ROLLBACK_TARGET,
+            "upper95_target": FALSE_ROLLBACK_UPPER_TARGET,
+            "met": rate is not None and rate <= FALSE_ROLLBACK_TARGET and hi <= FALSE_ROLLBACK_UPPER_TARGET,
+        },
+        "blind_promotions": {
+            "count": overall.blind_promotions,
+            "of": overall.blind,
+            "target": 0,
+            "met": overall.blind_promotions == 0,
+            "families": {k: {"count": v.blind_promotions, "of": v.blind} for k, v in blind.items()},
+        },
+    }
+
+
+def targets_text(s: dict[str, Any]) -> str:
+    """One line for the corpus's false rollbacks, one per blind family."""
+    fr, bp = s["targets"]["false_rollbacks"], s["targets"]["blind_promotions"]
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "NOT MET"
+
+    lines = [
+        f"{s['detector']}: false rollbacks {fr['count']} of {fr['of']} healthy "
+        f"({_fmt(fr['rate'], True, 2)}), "
+        f"95% upper bound {_fmt(fr['upper95'], True, 2)}; target ≤ {_fmt(fr['rate_target'], True, 1)}, "
+        f"upper bound ≤ {_fmt(fr['upper95_target'], True, 0)}: {met(fr['met'])}"
+    ]
+    for fam, b in bp["families"].items():
+        lines.append(
+            f"{s['detector']}: promotions in the blind family {fam}: {b['count']} of {b['of']}; "
+            f"target 0: {met(b['count'] == 0)}"
+        )
+    return "\n".join(lines)
 
 
 def _fmt(x: Any, pct: bool = False, digits: int = 1) -> str:
@@ -196,12 +261,16 @@ def table(scores: Iterable[dict[str, Any]], key: str = "overall") -> str:
 
 
 def family_table(s: dict[str, Any]) -> str:
-    head = f"{'family':<20} {'n':>5} {'false rb':>9} {'miss':>7} {'delay p50':>9} {'p90':>7} {'÷floor':>7}"
+    head = (
+        f"{'family':<24} {'n':>5} {'false rb':>9} {'miss':>7} {'promote':>7} {'inconcl':>7} "
+        f"{'delay p50':>9} {'p90':>7} {'÷floor':>7}"
+    )
     lines = [f"{s['detector']} by family", head, "-" * len(head)]
     for fam, o in s["families"].items():
         n = o["healthy"] + o["regressions"]
         lines.append(
-            f"{fam:<20} {n:>5} {_fmt(o['false_rollback_rate'], True, 2):>9} {_fmt(o['miss_rate'], True):>7} "
+            f"{fam:<24} {n:>5} {_fmt(o['false_rollback_rate'], True, 2):>9} {_fmt(o['miss_rate'], True):>7} "
+            f"{o.get('promotions', 0):>7} {o.get('inconclusives', 0):>7} "
             f"{_fmt(o['delay_median_s'], digits=0):>9} {_fmt(o['delay_p90_s'], digits=0):>7} "
             f"{_fmt(o['delay_ratio_median'], digits=2):>7}"
         )
@@ -218,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     truths = load_truths(args.scenarios)
     scores = [score(json.loads(r.read_text()), truths) for r in args.results]
     print(table(scores))
+    print()
+    print("\n".join(targets_text(s) for s in scores))
     if args.families:
         for s in scores:
             print()

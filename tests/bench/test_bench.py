@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.generate import generate_corpus
-from benchmarks.score import clopper_pearson, load_truths, score, wald_floor_s
+from benchmarks.score import clopper_pearson, load_truths, score, strong_effect, targets_text, wald_floor_s
 from watchdog.bench import run_bench, share_llr
 
 FAMILIES = [
@@ -207,3 +207,60 @@ def test_the_oracles_share_llr_ignores_intervals_without_a_reference() -> None:
     # a canary with half the traffic and all 4 bad events: evidence for p1, each event log(4/3)
     assert math.isclose(share_llr(4, 0, 100, 100, 0.01, 0.02), 4 * math.log((2 / 3) / 0.5))
     assert share_llr(0, 4, 100, 100, 0.01, 0.02) < 0  # the baseline's: evidence for p0
+
+
+def test_scores_count_promotions_inconclusives_and_blind_promotions() -> None:
+    meta = {"canary": True, "step_s": 15, "deploy_at": 0.0}
+    healthy = {"regression": False, "onset": None, "signals": [], "effect": None}
+    truths = {
+        "aa_basic-0": (meta, {**healthy, "family": "aa_basic"}),
+        "aa_basic-1": (meta, {**healthy, "family": "aa_basic"}),
+        "blind_canary-2": (meta, {**healthy, "family": "blind_canary", "expect": "inconclusive"}),
+        "blind_canary-3": (meta, {**healthy, "family": "blind_canary", "expect": "inconclusive"}),
+        "blind_canary-4": (meta, {**healthy, "family": "blind_canary", "expect": "inconclusive"}),
+        "err_step-5": (meta, {"regression": True, "onset": 0.0, "family": "err_step", "kind": "err_step"}),
+    }
+    decisions = ["promote", "rollback", "promote", "inconclusive", "rollback", "inconclusive"]
+    results = [
+        {"scenario": name, "decision": d, "decided_at": 30.0 if d == "rollback" else None}
+        for name, d in zip(truths, decisions, strict=True)
+    ]
+    s = score({"detector": "fake", "results": results}, truths)
+    blind = s["families"]["blind_canary"]
+    counts = ("healthy", "false_rollbacks", "promotions", "inconclusives")
+    assert [blind[k] for k in counts] == [3, 1, 1, 1]
+    assert blind["blind"] == 3 and blind["blind_promotions"] == 1
+    assert s["families"]["aa_basic"]["blind"] == 0 and s["families"]["err_step"]["misses"] == 1
+    assert (s["overall"]["promotions"], s["overall"]["inconclusives"]) == (2, 2)
+    fr, bp = s["targets"]["false_rollbacks"], s["targets"]["blind_promotions"]
+    assert (fr["count"], fr["of"], fr["met"]) == (2, 5, False) and fr["upper95"] == clopper_pearson(2, 5)[1]
+    assert bp == {
+        "count": 1,
+        "of": 3,
+        "target": 0,
+        "met": False,
+        "families": {"blind_canary": {"count": 1, "of": 3}},
+    }
+    text = targets_text(s)
+    assert "false rollbacks 2 of 5 healthy (40.00%)" in text and "NOT MET" in text
+    assert "promotions in the blind family blind_canary: 1 of 3; target 0: NOT MET" in text
+    json.dumps(s)  # --json writes it as it is
+
+
+def test_the_false_rollback_target_needs_the_upper_bound_too() -> None:
+    meta = {"canary": True, "step_s": 15}
+    truths = {f"aa_basic-{i}": (meta, {"regression": False, "family": "aa_basic"}) for i in range(1000)}
+    results = [
+        {"scenario": n, "decision": "rollback" if i < 4 else "promote", "decided_at": 1.0}
+        for i, n in enumerate(truths)
+    ]
+    fr = score({"detector": "fake", "results": results}, truths)["targets"]["false_rollbacks"]
+    assert fr["rate"] == 0.004 and fr["upper95"] > 0.01 and not fr["met"]  # 0.4 % of only 1,000
+    three = [{**r, "decision": "promote"} if r["scenario"] == "aa_basic-3" else r for r in results]
+    assert score({"detector": "fake", "results": three}, truths)["targets"]["false_rollbacks"]["met"] is True
+
+
+def test_a_probe_that_never_failed_and_now_fails_is_a_strong_effect() -> None:
+    truth = {"effect": {"from": 0.0, "to": 0.97}, "rps": 10.0, "canary_share": 0.2}
+    assert strong_effect(truth, {"canary": True})
+    assert not strong_effect({**truth, "effect": {"from": 0.0, "to": 0.0}}, {"canary": True})

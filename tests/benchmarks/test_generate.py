@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections import Counter, defaultdict
@@ -13,12 +14,15 @@ import pytest
 from benchmarks.generate import (
     FAMILIES,
     SIGNALS,
+    build_world,
     generate_corpus,
     generate_one,
     main,
     plan_corpus,
+    render,
     scenario_rng,
 )
+from benchmarks.world import STEP_S, World
 from watchdog.series import Selector, sum_increase_by
 from watchdog.sources.replay import SLO_KEYS, ReplaySource
 
@@ -77,7 +81,9 @@ def check_meta(meta: dict[str, Any]) -> None:
 def check_series(meta: dict[str, Any], truth: dict[str, Any], data: dict[str, Any]) -> None:
     assert set(data) == {"resultType", "result"} and data["resultType"] == "matrix"
     cohorts = {"baseline", "canary"} if meta["canary"] else {"all"}
-    resets = {r["cohort"]: r["at"] for r in truth["resets"]}
+    resets: dict[str, list[float]] = defaultdict(list)
+    for r in truth["resets"]:
+        resets[r["cohort"]].append(r["at"])
     histograms: dict[tuple[str, str], dict[str, dict[float, float]]] = defaultdict(dict)
     for item in data["result"]:
         labels, values = item["metric"], item["values"]
@@ -91,10 +97,9 @@ def check_series(meta: dict[str, Any], truth: dict[str, Any], data: dict[str, An
         nums = [float(v) for _, v in values]
         assert all(math.isfinite(v) and v >= 0 for v in nums)
         if name in COUNTERS:
-            reset_at = resets.get(labels["cohort"])
-            allowed = next((t for t in times if t >= reset_at), None) if reset_at is not None else None
+            allowed = {next((t for t in times if t >= at), None) for at in resets[labels["cohort"]]}
             drops = [t for (t, _), a, b in zip(values[1:], nums, nums[1:], strict=False) if b < a]
-            assert all(t == allowed for t in drops), (labels, drops, allowed)
+            assert all(t in allowed for t in drops), (labels, drops, allowed)
             if name != "http_request_duration_seconds_sum":
                 assert all(v == int(v) and "." not in s for v, (_, s) in zip(nums, values, strict=True))
         if name == "probe_success":
@@ -133,7 +138,9 @@ def test_truth_says_what_the_family_is(scenarios: dict[str, Path], family: str) 
         assert truth["regression"] is False and truth["onset"] is None
         assert truth["signals"] == [] and truth["effect"] is None
     else:
-        assert truth["regression"] is True and truth["onset"] == meta["deploy_at"]
+        # a regression starts with the release, or when it crashes (crash_loop)
+        assert truth["regression"] is True and truth["onset"] == truth.get("crash_at", meta["deploy_at"])
+        assert meta["deploy_at"] <= truth["onset"] < meta["end"]
         assert truth["signals"] and set(truth["signals"]) <= set(SIGNALS)
         frm, to = truth["effect"]["from"], truth["effect"]["to"]
         assert type(frm) is float and type(to) is float and 0 <= frm < to
@@ -228,7 +235,7 @@ def test_corpus_mix(tmp_path: Path) -> None:
     families = Counter(p.name.rsplit("-", 1)[0] for p in paths)
     assert len(paths) == 60 and len({p.name for p in paths}) == 60
     assert sum(k for f, k in families.items() if FAMILIES[f].healthy) >= 0.55 * 60
-    assert set(families) == set(FAMILIES)  # 33 healthy >= 9 families, 27 regressions >= 11: one each first
+    assert set(families) == set(FAMILIES)  # 33 healthy >= 16 families, 27 regressions >= 14: one each first
     for p in paths:
         assert read(p, "truth.json")["kind"] == p.name.rsplit("-", 1)[0]
 
@@ -263,3 +270,189 @@ def test_cli_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "aa_basic" in out and "err_step" in out and "(2 healthy, 2 regressions)" in out
     assert len(list(tmp_path.iterdir())) == 4
+
+
+# Data faults: the data lies, the release may not.
+
+DATA_FAULTS = [
+    "aa_scrape_gap",
+    "ba_scrape_gap",
+    "ba_no_restart",
+    "aa_restart",
+    "ba_restart",
+    "aa_tiny_share",
+    "blind_canary",
+    "ba_no_restart_err_step",
+    "crash_loop",
+    "tiny_share_err_step",
+]
+SeriesKey = tuple[tuple[str, str], ...]
+
+
+def pick_world(family: str, good_enough: Any) -> World:
+    """The first world of ``family`` (in index order) that passes the filter, not yet sampled."""
+    for i in range(300):
+        w = build_world(family, scenario_rng(SEED, i), i)
+        if good_enough(w):
+            return w
+    raise AssertionError(f"no {family} world passed the filter")
+
+
+def sampled(w: World) -> dict[SeriesKey, dict[float, float]]:
+    """The world's series as ``{labels: {t: value}}``."""
+    out = {}
+    for item in map(json.loads, render(w)):
+        out[tuple(sorted(item["metric"].items()))] = {t: float(v) for t, v in item["values"]}
+    return out
+
+
+def with_twin(w: World) -> tuple[dict[SeriesKey, dict[float, float]], dict[SeriesKey, dict[float, float]]]:
+    """The world's series, and the same draws had every target been scraped at every step."""
+    twin = copy.deepcopy(w)  # the generator too: both sample the same events
+    for c in twin.cohorts:
+        c.keep[:] = True
+        c.probe_keep = None
+    return sampled(w), sampled(twin)
+
+
+def label(key: SeriesKey, name: str) -> str:
+    return dict(key).get(name, "")
+
+
+def test_the_data_faults_are_about_a_fifth_of_a_corpus() -> None:
+    plan = Counter(plan_corpus(2000, seed=1))
+    assert set(DATA_FAULTS) <= set(FAMILIES)
+    assert 0.20 <= sum(plan[f] for f in DATA_FAULTS) / 2000 <= 0.25
+    assert plan["blind_canary"] >= 40  # enough to see a promotion there
+
+
+@pytest.mark.parametrize("family", DATA_FAULTS)
+def test_data_faults_are_deterministic(tmp_path: Path, family: str) -> None:
+    def files(root: Path) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted(root.rglob("*.json"))}
+
+    a = generate_one(tmp_path / "a", family, scenario_rng(3, 5), 5)
+    b = generate_one(tmp_path / "b", family, scenario_rng(3, 5), 5)
+    c = generate_one(tmp_path / "c", family, scenario_rng(4, 5), 5)
+    assert files(a) == files(b) and files(a)["series.json"] != files(c)["series.json"]
+
+
+@pytest.mark.parametrize(
+    ("family", "cause"),
+    [("aa_scrape_gap", "prometheus"), ("aa_scrape_gap", "exporter"), ("ba_scrape_gap", "exporter")],
+)
+def test_a_scrape_gap_has_no_samples_and_the_counters_count_through_it(family: str, cause: str) -> None:
+    w = pick_world(family, lambda w: w.truth["gap"]["cause"] == cause and w.total_rate.mean() >= 5)
+    gap = w.truth["gap"]
+    first, last = gap["first_missing"], gap["last_missing"]
+    assert 6 * 60 <= last + STEP_S - first <= 15 * 60 and w.deploy_at < first and last < w.times[-1]
+    assert not any(c.resets for c in w.cohorts)  # no restart at the deploy either: days of history
+    seen, every = with_twin(w)
+    for key, samples in seen.items():
+        in_gap = [t for t in samples if first <= t <= last]
+        probe = label(key, "__name__") == "probe_success"
+        hit = label(key, "cohort") in gap["cohorts"] and (gap["probes"] or not probe)
+        assert not in_gap if hit else in_gap, key
+        assert all(every[key][t] == v for t, v in samples.items()), key  # a gap only hides samples
+        if hit and label(key, "__name__") == "http_requests_total":
+            before = max(t for t in samples if t < first)
+            after = min(t for t in samples if t > last)
+            events = sum(every[key][t] - every[key][t - STEP_S] for t in every[key] if before < t <= after)
+            assert samples[after] - samples[before] == events  # continuous: the gap's events are all there
+    for cohort in gap["cohorts"]:
+        total = sum(
+            min(s.values())
+            for k, s in seen.items()
+            if label(k, "cohort") == cohort and label(k, "__name__") == "http_requests_total"
+        )
+        share = float(w.cohort(cohort).share[0])
+        assert total >= 86400 * float(w.total_rate.mean()) * share  # at least a day of traffic
+
+
+def test_the_gap_families_vary_their_cause_and_cohort() -> None:
+    gaps = [build_world("aa_scrape_gap", scenario_rng(SEED, i), i).truth["gap"] for i in range(40)]
+    assert {g["cause"] for g in gaps} == {"prometheus", "exporter"}
+    assert {tuple(g["cohorts"]) for g in gaps if g["cause"] == "exporter"} == {("baseline",), ("canary",)}
+    assert all(g["probes"] == (g["cause"] == "prometheus") for g in gaps)
+
+
+def test_a_release_that_restarts_nothing_keeps_its_history(tmp_path: Path) -> None:
+    for family in ("ba_no_restart", "ba_no_restart_err_step"):
+        path = generate_one(tmp_path, family, scenario_rng(SEED, 1), 1)
+        truth, series = read(path, "truth.json"), read(path, "series.json")["result"]
+        assert truth["resets"] == [] and truth["history"]["uptime_s"] >= 2 * 86400
+        assert all(m >= 1.5 for m in truth["history"]["err_multiplier"].values())
+        for item in series:
+            if item["metric"]["__name__"] in COUNTERS:
+                nums = [float(v) for _, v in item["values"]]
+                assert nums == sorted(nums), item["metric"]  # never a drop: nothing restarted
+
+
+def test_the_blind_canary_stops_for_good_while_its_probe_succeeds(tmp_path: Path) -> None:
+    path = generate_one(tmp_path, "blind_canary", scenario_rng(SEED, 2), 2)
+    meta, truth = read(path, "meta.json"), read(path, "truth.json")
+    assert truth["regression"] is False and truth["expect"] == "inconclusive" and truth["onset"] is None
+    lost = truth["exporter_lost_at"]
+    assert meta["deploy_at"] + 60 <= lost <= meta["deploy_at"] + 195
+    names: set[str] = set()
+    for item in read(path, "series.json")["result"]:
+        labels, times = item["metric"], [t for t, _ in item["values"]]
+        if labels["cohort"] == "baseline":
+            assert max(times) >= meta["end"] - 120
+        elif labels["__name__"] == "probe_success":
+            after = [v for t, v in item["values"] if t >= lost]
+            assert len(after) >= 0.9 * (meta["end"] - lost) / 15 and set(after) == {"1"}
+        else:
+            names.add(labels["__name__"])
+            assert max(times) < lost, labels  # and never returns
+    assert names == COUNTERS | {"cost_per_tenant"}
+
+
+def test_the_crash_loop_fails_its_probe_and_vanishes(tmp_path: Path) -> None:
+    path = generate_one(tmp_path, "crash_loop", scenario_rng(SEED, 3), 3)
+    meta, truth = read(path, "meta.json"), read(path, "truth.json")
+    crash = truth["crash_at"]
+    assert truth["regression"] is True and truth["signals"] == ["healthcheck"] and truth["onset"] == crash
+    assert meta["deploy_at"] + 15 <= crash <= meta["deploy_at"] + 60
+    for item in read(path, "series.json")["result"]:
+        labels, values = item["metric"], item["values"]
+        if labels["cohort"] != "canary":
+            continue
+        if labels["__name__"] == "probe_success":
+            assert {v for t, v in values if t < crash} == {"1"}
+            after = [v for t, v in values if t > crash]
+            assert len(after) >= 100 and after.count("0") >= 0.9 * len(after)
+        else:
+            assert max(t for t, _ in values) < crash, labels
+
+
+def test_a_restart_resets_the_counters_and_loses_scrapes() -> None:
+    for family in ("aa_restart", "ba_restart"):
+        w = pick_world(family, lambda w: "missed_scrapes" not in w.nuisances and w.total_rate.mean() >= 5)
+        restart = w.truth["restart"]
+        assert restart["at"] in [float(w.times[k]) for k in w.new.resets]  # in truth.resets
+        assert 1 <= restart["lost_scrapes"] <= 4 and w.deploy_at < restart["at"] < w.times[-1]
+        lost = {restart["first_missing"] + STEP_S * i for i in range(restart["lost_scrapes"])}
+        assert restart["at"] in lost
+        seen, every = with_twin(w)
+        for key, samples in seen.items():
+            if label(key, "cohort") != w.new.name:
+                continue
+            if label(key, "__name__") == "probe_success":
+                assert lost <= set(samples) and {samples[t] for t in lost} == {1.0}  # the probe saw it up
+                continue
+            assert set(every[key]) - set(samples) == lost, key
+            if label(key, "__name__") == "http_requests_total" and label(key, "code") == "200":
+                before, after = max(lost) - STEP_S * len(lost), max(lost) + STEP_S
+                assert every[key][restart["at"]] == 0 and samples[after] < samples[before]  # from zero
+
+
+def test_a_tiny_canary_has_one_instance_and_one_or_two_percent(tmp_path: Path) -> None:
+    for family in ("aa_tiny_share", "tiny_share_err_step"):
+        path = pick(tmp_path, family, lambda t: t["rps"] >= 100)
+        truth = read(path, "truth.json")
+        assert 0.01 <= truth["canary_share"] <= 0.02 and truth["instances"]["canary"] == 1
+        src = ReplaySource(path)
+        _bad, n_canary = error_ratio(src, "canary", src.scenario.start, src.scenario.end)
+        _bad, n_base = error_ratio(src, "baseline", src.scenario.start, src.scenario.end)
+        assert 0.008 <= n_canary / (n_canary + n_base) <= 0.025
