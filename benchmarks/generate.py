@@ -36,6 +36,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import ndtr
 
+if __package__ in (None, ""):  # run as a script: python benchmarks/generate.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from benchmarks.families import FAMILIES
 from benchmarks.world import (
     LE,

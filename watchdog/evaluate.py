@@ -694,7 +694,7 @@ class WatchEvaluator:
             if not tracker.calibrated:
                 tracker.calibrate(windows, _spans(self.watch_start - calib, self.watch_start, self.step_s))
                 tracker.calibrated, tracker.last = True, self.watch_start
-            upto = now if checked.hold >= now else max(tracker.last, checked.hold - 1e-6)
+            upto = now if checked.hold > now else max(tracker.last, checked.hold - 1e-6)
             for s, e in _spans(tracker.last, upto, self.step_s):
                 tracker.update(windows, s, e)
             tracker.last = max(tracker.last, upto)

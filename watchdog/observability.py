@@ -51,6 +51,8 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: Any = None
     shared: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # the traceback becomes text *before* redaction: an exception's message may carry a secret
+        structlog.processors.format_exc_info,
     ]
     numeric = logging.getLevelName(level.upper())
     structlog.configure(

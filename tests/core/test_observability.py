@@ -40,3 +40,24 @@ def test_sentry_events_are_scrubbed_before_they_leave() -> None:
     text = json.dumps(sent)
     assert "another-s3cret-dsn-part" not in text and "GitHub refused token ***" in text
     assert init_sentry(None, "test", "0.1.0") is False
+
+
+def test_exception_text_and_tracebacks_are_masked_in_both_renderers() -> None:
+    """The traceback is rendered before redaction runs, in console and JSON output alike."""
+    import structlog
+
+    from watchdog.observability import report_exception
+
+    register_secrets(["tb-s3cret-in-exception"])
+    for fmt in ("json", "console"):
+        out = io.StringIO()
+        configure_logging(fmt, "info", stream=out)
+        try:
+            raise RuntimeError("GitHub said 401 to tb-s3cret-in-exception")
+        except RuntimeError as exc:
+            report_exception(structlog.get_logger("t"), "tick failed", exc, service="svc")
+        text = out.getvalue()
+        assert "RuntimeError" in text and "GitHub said 401 to ***" in text, text
+        assert "tb-s3cret-in-exception" not in text
+        assert "Traceback" in text  # the traceback is there, only masked
+    configure_logging("console", "warning")
