@@ -49,7 +49,17 @@ class PipelineRunner(Protocol):
 class Pager(Protocol):
     """Where the engine's own alarms go (PagerDuty's Events API v2: ``actions.pagerduty``)."""
 
-    def trigger(self, dedup_key: str, summary: str, *, severity: str, source: str, **kw: Any) -> str: ...
+    def trigger(
+        self,
+        dedup_key: str,
+        summary: str,
+        *,
+        severity: str,
+        source: str,
+        component: str | None = None,
+        group: str | None = None,
+        custom_details: dict[str, Any] | None = None,
+    ) -> str: ...
 
     def resolve(self, dedup_key: str) -> None: ...
 
