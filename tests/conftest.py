@@ -1,5 +1,11 @@
 """Suite-wide fixtures: real local services, no mocks inside our own code."""
 
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
 from tests.fixtures.github import (
     gh,
     github_emulator,
@@ -27,3 +33,13 @@ __all__ = [
     "spec_recorder",
     "unleash_emulator",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _logging_is_restored() -> Iterator[None]:
+    """A test that points logging at its own stream must not leave the next test writing into it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers, root.level = handlers, level

@@ -215,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from watchdog.bench import run_bench
 
-    configure_logging("console", "warning", stream=sys.stderr)  # thousands of decisions: only problems
+    configure_logging("console", "warning")  # thousands of decisions: only problems
     options: dict[str, Any] = {}
     if args.detector == "argo":
         options["failure_limit"] = args.failure_limit

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -40,9 +40,29 @@ def _redact_processor(_logger: Any, _name: str, event: MutableMapping[str, Any])
     return {k: redact(v) for k, v in event.items()}
 
 
+class _StandardError:
+    """``sys.stderr`` as it is when a line is written, not when logging was configured.
+
+    A test runner, a daemoniser or an embedding application may replace ``sys.stderr``; a logger
+    holding the old object would then write into a closed stream and raise out of the caller.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
-    """structlog for our lines and the standard library's (APScheduler, SQLAlchemy) alike."""
-    out = stream or sys.stderr
+    """structlog for our lines and the standard library's (APScheduler, SQLAlchemy) alike.
+
+    Without *stream* the lines go to standard error, looked up at each write.
+    """
+    out = stream if stream is not None else _StandardError()
     if fmt == "auto":
         fmt = "console" if out.isatty() else "json"
     renderer: Any = (
@@ -58,7 +78,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: Any = None
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, *shared, _redact_processor, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, out)),
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(out)

@@ -168,7 +168,7 @@ class _Demo:
                 }
             )
             cfg = load_config(self.config_path, env=env)
-            configure_logging("console", "warning", stream=sys.stderr)  # the reporter tells the story
+            configure_logging("console", "warning")  # the reporter tells the story
             if cfg.demo_note:
                 say(f"note: {cfg.demo_note}")
             app = App.build(cfg, self.clock, reporter=self.reporter, smoke_retry_delay_s=0.5)
