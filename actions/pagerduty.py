@@ -22,6 +22,7 @@ import structlog
 
 from actions.http import retry_after
 from watchdog.errors import ActionFailed, ActionRetryable
+from watchdog.observability import redact
 
 log = structlog.get_logger("actions.pagerduty")
 
@@ -159,11 +160,12 @@ class PagerDuty:
     # ------------------------------------------------------------------ plumbing
 
     def _redact(self, text: str) -> str:
+        text = redact(text)
         return text.replace(self._routing_key, "[routing key]") if self._routing_key else text
 
     def _send(self, path: str, event: dict[str, Any], what: str) -> dict[str, Any]:
         """POST one event; the parsed 2xx body, or the error the caller can act on."""
-        body = {"routing_key": self._routing_key, **event}
+        body = {"routing_key": self._routing_key, **redact(event)}  # the key itself is a secret
         try:
             response = self._http.post(f"{self.events_url}{path}", json=body, timeout=self.timeout_s)
         except httpx.TransportError as exc:  # timeouts, refused and dropped connections

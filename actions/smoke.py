@@ -177,7 +177,7 @@ def _http_attempt(client: httpx.Client, url: str, check: SmokeCheck, clock: Cloc
         resp = client.request(
             check.method,
             url,
-            headers=check.headers,
+            headers=check.request_headers(),
             json=check.json_body,
             timeout=check.latency_budget_s + 1.0,
         )
@@ -298,7 +298,9 @@ class _PwaWalk:
         self.steps.append(record)
         t0 = self.clock.now()
         try:
-            resp = self.client.get(url, headers=self.check.headers, timeout=self.check.latency_budget_s + 1.0)
+            resp = self.client.get(
+                url, headers=self.check.request_headers(), timeout=self.check.latency_budget_s + 1.0
+            )
         except httpx.HTTPError as exc:
             record["problems"].append(f"{type(exc).__name__}: {exc}")
             return None

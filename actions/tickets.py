@@ -17,6 +17,7 @@ from github.Repository import Repository
 
 from actions.github import github_error
 from watchdog.clock import Clock
+from watchdog.observability import redact
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,9 @@ class IncidentTickets:
         if found is not None:
             return found
         try:
-            issue = self._r().create_issue(title=f"{title} [{correlation_id}]", body=body, labels=self.labels)
+            issue = self._r().create_issue(
+                title=redact(f"{title} [{correlation_id}]"), body=redact(body), labels=self.labels
+            )
         except Exception as exc:
             raise github_error(exc, "open the incident ticket", self.clock.now()) from exc
         return Ticket(issue.number, issue.html_url, issue.state)
@@ -84,7 +87,7 @@ class IncidentTickets:
             issue = self._r().get_issue(number)
             if any(marker in (c.body or "") for c in issue.get_comments()):
                 return False
-            issue.create_comment(f"{body}\n\n{marker}")
+            issue.create_comment(f"{redact(body)}\n\n{marker}")
         except Exception as exc:
             raise github_error(exc, f"comment on ticket #{number}", self.clock.now()) from exc
         return True

@@ -7,20 +7,19 @@ the parts fit together. Outside clients (HTTP, GitHub) can be handed in, as http
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
-from pydantic import BaseModel, SecretStr
 
 from actions.github import DeployWorkflow
 from actions.pagerduty import PagerDuty
 from actions.tickets import IncidentTickets
 from watchdog import __version__
 from watchdog.clock import Clock
-from watchdog.config import WatchdogConfig
+from watchdog.config import WatchdogConfig, secret_values
 from watchdog.engine import Engine, Reporter
 from watchdog.errors import WatchdogError
 from watchdog.observability import init_sentry, register_secrets, report_exception
@@ -60,23 +59,8 @@ def build_source(cfg: WatchdogConfig, clock: Clock, http: httpx.Client | None = 
     return ReplaySource(src.replay.path)
 
 
-def _secret_values(node: object) -> Iterator[str]:
-    """Every ``SecretStr`` in a configuration, wherever it sits (tokens, keys, secret headers)."""
-    if isinstance(node, SecretStr):
-        yield node.get_secret_value()
-    elif isinstance(node, BaseModel):
-        for name in type(node).model_fields:
-            yield from _secret_values(getattr(node, name))
-    elif isinstance(node, dict):
-        for value in node.values():
-            yield from _secret_values(value)
-    elif isinstance(node, list | tuple):
-        for value in node:
-            yield from _secret_values(value)
-
-
 def register_config_secrets(cfg: WatchdogConfig) -> None:
-    register_secrets([v for v in _secret_values(cfg) if v])
+    register_secrets(secret_values(cfg))
 
 
 @dataclass

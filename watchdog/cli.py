@@ -19,11 +19,11 @@ from typing import Any
 
 from watchdog import __version__
 from watchdog.clock import RealClock
-from watchdog.config import WatchdogConfig, json_schema, load_config
+from watchdog.config import WatchdogConfig, json_schema, load_config, secret_values
 from watchdog.engine import Engine
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.manifest import parse_manifest
-from watchdog.observability import configure_logging, redact
+from watchdog.observability import configure_logging, redact, register_secrets
 from watchdog.store import DecisionEntry, ReleaseRef, Store
 
 EXIT_OK, EXIT_BAD_OUTCOME, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -92,7 +92,9 @@ def format_log_table(entries: Sequence[DecisionEntry], width: int = 60) -> str:
 
 
 def _load(path: str) -> WatchdogConfig:
-    return load_config(path)
+    cfg = load_config(path)
+    register_secrets(secret_values(cfg))  # whatever this command prints is scrubbed of them
+    return cfg
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -120,7 +122,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([redact(decision_dict(e)) for e in entries], indent=2))
     else:
-        print(format_log_table(entries) if entries else "(the decision log is empty)")
+        print(redact(format_log_table(entries)) if entries else "(the decision log is empty)")
     return EXIT_OK
 
 

@@ -13,9 +13,10 @@ import enum
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
 from pydantic import (
     BaseModel,
@@ -48,6 +49,16 @@ SECRET_PATHS = (
     ("services", "*", "dampening", "*", "*", "unleash", "token"),
     ("services", "*", "dampening", "*", "*", "undo", "unleash", "token"),
 )
+#: Request headers that carry credentials, wherever headers are configured (dampening actions,
+#: smoke checks): their values are secrets, given by reference ("Bearer ${TOKEN}" is fine).
+CREDENTIAL_HEADER = re.compile(
+    r"^(authorization|proxy-authorization|cookie|.*(token|secret|api-?key|auth|password|passwd|session).*)$",
+    re.IGNORECASE,
+)
+#: The password of a URL's userinfo (``postgresql://user:PASSWORD@host/db``).
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:([^/@\s]+)@")
+#: What may stand beside a reference in a credential header: an auth scheme word.
+_AUTH_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9-]*\s+)?$")
 
 
 def _is_secret_path(path: tuple[Any, ...]) -> bool:
@@ -55,6 +66,65 @@ def _is_secret_path(path: tuple[Any, ...]) -> bool:
         len(pattern) == len(path) and all(p == "*" or p == q for p, q in zip(pattern, path, strict=True))
         for pattern in SECRET_PATHS
     )
+
+
+def _is_credential_header(path: tuple[Any, ...]) -> bool:
+    return len(path) >= 2 and path[-2] == "headers" and bool(CREDENTIAL_HEADER.match(str(path[-1])))
+
+
+def _literal_secret(raw: str, path: tuple[Any, ...], sandbox: bool) -> str | None:
+    """Why ``raw`` (a value as written in the file) holds a credential in clear, or None.
+
+    A secret field must be one whole reference; a credential header a reference, optionally after
+    an auth scheme; a URL's password a reference. A reference's literal default (``${X:-value}``)
+    is a secret written in the file too, allowed only in a sandbox config (the demo's)."""
+    refs = list(_ENV_REF.finditer(raw))
+    outside = _ENV_REF.sub("", raw)
+    by_reference = "secrets must be given by reference (${ENV_VAR} or ${file:/path}), not written in the file"
+    if _is_secret_path(path) or _is_credential_header(path):
+        if raw and not refs:
+            return by_reference
+        if _is_secret_path(path) and outside.strip():
+            return by_reference
+        if _is_credential_header(path) and not _AUTH_SCHEME.match(outside):
+            return by_reference
+        if not sandbox and any(m.group(2) for m in refs):
+            return (
+                "a secret's reference must not carry a literal default (${NAME:-value}) "
+                "outside a sandbox config"
+            )
+        return None
+    written = _ENV_REF.sub("\x00", raw)
+    for m in _URL_PASSWORD.finditer(written):
+        if m.group(1) != "\x00":
+            return "a password in a URL must be given by reference (user:${PASSWORD}@host)"
+    if not sandbox and any(m.group(2) and _URL_PASSWORD.search(m.group(2)) for m in refs):
+        return "a URL with a password must not be a reference's literal default outside a sandbox config"
+    return None
+
+
+def secret_values(node: object, key: str | None = None) -> Iterator[str]:
+    """Every secret in a loaded configuration: ``SecretStr`` values (tokens, keys, credential
+    headers, with their bare credential after an auth scheme) and the passwords in URLs."""
+    if isinstance(node, SecretStr):
+        if key is None or CREDENTIAL_HEADER.match(key):
+            value = node.get_secret_value()
+            yield value
+            if key is not None and " " in value.strip():
+                yield value.strip().split()[-1]  # "Bearer abc": abc may be printed on its own
+    elif isinstance(node, str):
+        for m in _URL_PASSWORD.finditer(node):
+            yield m.group(1)
+            yield unquote(m.group(1))
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            yield from secret_values(getattr(node, name))
+    elif isinstance(node, dict):
+        for k, value in node.items():
+            yield from secret_values(value, str(k) if isinstance(value, SecretStr) else None)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            yield from secret_values(value)
 
 
 class Strict(BaseModel):
@@ -232,7 +302,9 @@ class SmokeCheck(Strict):
     kind: Literal["http", "pwa", "browser"] = "http"
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
     path: str = Field(pattern=r"^/")
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Request headers; credential headers by reference."
+    )
     json_body: Any = None
     expect_status: list[int] = Field(default_factory=lambda: [200])
     expect_json: dict[str, Any] = Field(
@@ -256,6 +328,9 @@ class SmokeCheck(Strict):
         default=None,
         description="kind browser: the Chromium executable (default: the system's chromium on PATH).",
     )
+
+    def request_headers(self) -> dict[str, str]:
+        return {k: v.get_secret_value() for k, v in self.headers.items()}
 
     @model_validator(mode="after")
     def _kind_fields(self) -> SmokeCheck:
@@ -601,6 +676,11 @@ class WatchdogConfig(Strict):
     demo_note: str | None = Field(
         default=None, description="Shown at start: how this config departs from prod."
     )
+    sandbox: bool = Field(
+        default=False,
+        description="A config for a demo or a test bench: secret references may carry literal "
+        "defaults (${NAME:-value}). Never set it in a config that reaches a real system.",
+    )
 
     @model_validator(mode="after")
     def _checks(self) -> WatchdogConfig:
@@ -657,13 +737,17 @@ def _plain(node: Any, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) 
 
 
 def _resolve_refs(
-    node: Any, path: tuple[Any, ...], problems: list[tuple[tuple[Any, ...], str]], env: Mapping[str, str]
+    node: Any,
+    path: tuple[Any, ...],
+    problems: list[tuple[tuple[Any, ...], str]],
+    env: Mapping[str, str],
+    sandbox: bool = False,
 ) -> Any:
     """Replace ``${NAME}``/``${NAME:-default}`` anywhere in a string and whole ``${file:/path}`` values."""
     if isinstance(node, dict):
-        return {k: _resolve_refs(v, (*path, k), problems, env) for k, v in node.items()}
+        return {k: _resolve_refs(v, (*path, k), problems, env, sandbox) for k, v in node.items()}
     if isinstance(node, list):
-        return [_resolve_refs(v, (*path, i), problems, env) for i, v in enumerate(node)]
+        return [_resolve_refs(v, (*path, i), problems, env, sandbox) for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
     whole = _FILE_REF.match(node.strip())
@@ -673,13 +757,9 @@ def _resolve_refs(
         except OSError as exc:
             problems.append((path, f"secret file {whole.group(1)} cannot be read: {exc.strerror}"))
             return ""
-    if _is_secret_path(path) and node and not _ENV_REF.fullmatch(node.strip()):
-        problems.append(
-            (
-                path,
-                "secrets must be given by reference (${ENV_VAR} or ${file:/path}), not written in the file",
-            )
-        )
+    clear = _literal_secret(node, path, sandbox)
+    if clear is not None:
+        problems.append((path, clear))
         return ""
 
     def value(m: re.Match[str]) -> str:
@@ -733,7 +813,8 @@ def parse_config(
     lines: dict[tuple[Any, ...], int] = {}
     data = _plain(tree, (), lines)
     secret_problems: list[tuple[tuple[Any, ...], str]] = []
-    data = _resolve_refs(data, (), secret_problems, environ)
+    sandbox = isinstance(data, dict) and data.get("sandbox") is True
+    data = _resolve_refs(data, (), secret_problems, environ, sandbox)
     problems = [f"{filename}:{_line_for(p, lines) or 1}: {_fmt_loc(p)}: {msg}" for p, msg in secret_problems]
     try:
         cfg = WatchdogConfig.model_validate(data)

@@ -23,7 +23,14 @@ def register_secrets(values: Iterable[str]) -> None:
     _SECRETS.update(v for v in values if v and len(v) >= 4)
 
 
+def has_secrets() -> bool:
+    return bool(_SECRETS)
+
+
 def redact(value: Any) -> Any:
+    """``value`` (a string, or lists and dicts of them) with every registered secret as ``***``."""
+    if not _SECRETS:
+        return value
     if isinstance(value, str):
         for s in _SECRETS:
             if s in value:

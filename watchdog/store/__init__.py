@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from watchdog.errors import StoreError
 from watchdog.manifest import Migration, manifest_to_json
+from watchdog.observability import has_secrets, redact
 from watchdog.phases import DecisionKind, IncidentPhase, ReleaseStatus, StepPhase, WatchKind, WatchPhase
 from watchdog.store.models import (
     DecisionEntry,
@@ -119,6 +120,20 @@ def _decision(
     return row
 
 
+def _scrub_secrets(session: Session, _context: Any, _instances: Any) -> None:
+    """Every row is written without the registered secrets: the decision log, a step's evidence
+    (a command's stderr, an API's complaint), an incident's reason, a watch's summary."""
+    if not has_secrets():
+        return
+    for row in (*session.new, *session.dirty):
+        for column in sa.inspect(row).mapper.column_attrs:
+            value = getattr(row, column.key)
+            if isinstance(value, str | dict | list):
+                clean = redact(value)
+                if clean != value:
+                    setattr(row, column.key, clean)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -134,6 +149,7 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self._session, "before_flush", _scrub_secrets)
 
     # ------------------------------------------------------------------ lifecycle
 

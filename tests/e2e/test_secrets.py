@@ -1,0 +1,183 @@
+"""No secret in any output: a whole rollback, escalated by a dampening undo that prints a token.
+
+The rollback runs for real against the demo service and the GitHub and PagerDuty emulators; its
+dampening undo is a command that fails and prints the GitHub token (which it inherited from the
+daemon's environment, as scripts do) to stderr, so the token reaches the escalation text, the
+ticket comment and the page; a second service's watch raises an exception carrying the token, so
+it reaches the logs and Sentry. Then every output is searched for every secret of the config.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sentry_sdk
+
+from tests.fixtures.pipeline import CONFIG, NO_REVIEWERS, TOKEN, build, drive, finished, start_incident
+from watchdog.demo.service import ServiceProcess
+from watchdog.emulator.github import GitHubEmulator
+from watchdog.emulator.pagerduty import ROUTING_KEY, PagerDutyEmulator
+from watchdog.observability import configure_logging, init_sentry
+from watchdog.phases import IncidentPhase
+from watchdog.series import Selector, Series
+from watchdog.sources.base import MetricSource
+from watchdog.store import ReleaseRef
+
+pytestmark = pytest.mark.slow
+
+SMOKE_TOKEN = "smk_0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+SENTRY_KEY = "5e0b7c1f9a2d4e6f8a0b1c2d3e4f5a6b"
+SECRETS = (TOKEN, ROUTING_KEY, SMOKE_TOKEN, SENTRY_KEY)
+
+EXTRA = """    dampening:
+      prod:
+        - name: pause-workers
+          kind: command
+          argv: [sh, -c, "echo paused"]
+          undo:
+            name: resume-workers
+            kind: command
+            argv: [sh, -c, 'echo "resume refused: token $TOKEN is not allowed" >&2; exit 1']
+  - name: broken
+    match: {job: broken}
+    base_urls: {prod: "${SVC}"}
+    signals:
+      - {name: healthcheck, kind: probe, probe: {metric: probe_success, match: {probe: health}}, k: 2, n: 3}
+environments:
+  prod: {approval: none, watch_s: 60, post_rollback_watch_s: 1.5, undo_dampening_on_escalation: false}
+incidents:
+  pagerduty:
+    events_url: ${PD}
+    routing_key: ${PD_KEY}
+sentry:
+  dsn: ${SENTRY_DSN}
+"""
+
+
+def config_text() -> str:
+    text = CONFIG.replace(
+        'headers: {X-Dry-Run: "1"}', 'headers: {X-Dry-Run: "1", Authorization: "Bearer ${SMOKE_TOKEN}"}'
+    )
+    assert text != CONFIG
+    # CONFIG's own environments block gives way to EXTRA's
+    head, _, tail = text.partition(
+        "environments:\n  prod: {approval: none, watch_s: 60, post_rollback_watch_s: 1.5}\n"
+    )
+    return head + tail + EXTRA
+
+
+class _Buggy:
+    """A source with a bug for one service: its exception text carries a token, as clients' do."""
+
+    name = "buggy"
+
+    def __init__(self, inner: MetricSource) -> None:
+        self.inner = inner
+
+    def fetch(self, selector: Selector, start: float, end: float) -> list[Series]:
+        if any(m.label == "job" and m.value == "broken" for m in selector.matchers):
+            raise RuntimeError(f"GET /api?access_token={TOKEN} failed")
+        return self.inner.fetch(selector, start, end)
+
+
+class _Capture(sentry_sdk.transport.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[object] = []
+
+    def capture_envelope(self, envelope: sentry_sdk.envelope.Envelope) -> None:
+        self.events += [i.payload.json for i in envelope.items if i.payload.json]
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[ServiceProcess]:
+    with ServiceProcess("v1.0.0", "canary", seed=5) as svc:
+        yield svc
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_no_output_of_a_whole_escalated_rollback_holds_a_secret(
+    tmp_path: Path,
+    service: ServiceProcess,
+    make_github_emulator: Callable[..., GitHubEmulator],
+    pagerduty_emulator: PagerDutyEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    log_format: str,
+) -> None:
+    env = {
+        "PD": pagerduty_emulator.url,
+        "PD_KEY": ROUTING_KEY,
+        "SMOKE_TOKEN": SMOKE_TOKEN,
+        "SENTRY_DSN": f"https://{SENTRY_KEY}@127.0.0.1/1",
+    }
+    monkeypatch.setenv("TOKEN", TOKEN)  # the dampening script inherits it, as scripts do
+    gh = make_github_emulator(**NO_REVIEWERS)
+    logs = io.StringIO()
+    configure_logging(log_format, "info", stream=logs)
+    sentry = _Capture()
+    try:
+        app = build(tmp_path, service, gh, config_text(), env)
+        assert app.cfg.sentry.dsn is not None
+        init_sentry(app.cfg.sentry.dsn.get_secret_value(), "test", "0", transport=sentry)
+        app.engine.source = _Buggy(app.source)
+        app.engine.pin("prod", "broken", ReleaseRef("v1"), actor="test", reason="seed")
+        app.engine.announce("prod", "broken", ReleaseRef("v2"))
+        incident_id = start_incident(app)
+        drive(app, incident_id, finished(app, incident_id), timeout_s=60)
+        sentry_sdk.flush()
+        incident = app.store.incident(incident_id)
+        app.close()
+    finally:
+        sentry_sdk.init()  # off again
+
+    # the rollback really ran, and really escalated at the undo with the token in its stderr
+    assert incident.phase == IncidentPhase.ESCALATED.value
+    assert len(gh.requests("POST", r"/dispatches$")) == 1
+    outputs: dict[str, str] = {"logs": logs.getvalue()}
+    assert "access_token=***" in outputs["logs"]  # the fault was logged, masked
+    outputs["sentry"] = json.dumps(sentry.events)
+    assert "GET /api?access_token=*** failed" in outputs["sentry"]  # the fault arrived, masked
+
+    db = sqlite3.connect(tmp_path / "wd.db")
+    outputs["store"] = "\n".join(db.iterdump())
+    db.close()
+    assert "resume refused: token *** is not allowed" in outputs["store"]
+
+    outputs["ticket"] = "\n".join(
+        x.request_body.decode() + x.response_body.decode() for x in gh.requests(path=r"/issues")
+    )
+    assert "resume refused" in outputs["ticket"]
+    pages = [x.request_json for x in pagerduty_emulator.exchanges]
+    assert all(p.pop("routing_key") == ROUTING_KEY for p in pages)  # where it belongs, and only there
+    outputs["pagerduty"] = json.dumps(pages)
+    assert "resume refused" in outputs["pagerduty"]
+
+    config = tmp_path / "watchdog.yaml"
+    config.write_text(config_text())
+    cli_env = {
+        **os.environ,
+        **env,
+        "SVC": service.url,
+        "GH": gh.url,
+        "TOKEN": TOKEN,
+        "DB": f"sqlite:///{tmp_path / 'wd.db'}",
+    }
+    for args in (["log", "-c", str(config), "--json"], ["log", "-c", str(config)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "watchdog", *args], capture_output=True, text=True, env=cli_env, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        outputs[" ".join(args[:1] + args[3:])] = done.stdout + done.stderr
+    assert "escalated" in outputs["log --json"]
+
+    for where, text in outputs.items():
+        for secret in SECRETS:
+            assert secret not in text, f"a secret ({secret[:4]}…) in the {where}"
