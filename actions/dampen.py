@@ -51,7 +51,7 @@ def run_action(
             raise ActionFailed(f"{action.name}: exit {done.returncode}: {done.stderr.strip()[-300:]}")
         return {"action": action.name, "kind": "command", "exit": 0}
     assert action.url is not None
-    headers = {k: v.get_secret_value() for k, v in action.headers.items()}
+    headers = action.request_headers()
     try:
         resp = client.request(
             action.method, action.url, headers=headers, json=action.json_body, timeout=action.timeout_s

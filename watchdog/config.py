@@ -81,12 +81,9 @@ def _literal_secret(raw: str, path: tuple[Any, ...], sandbox: bool) -> str | Non
     refs = list(_ENV_REF.finditer(raw))
     outside = _ENV_REF.sub("", raw)
     by_reference = "secrets must be given by reference (${ENV_VAR} or ${file:/path}), not written in the file"
-    if _is_secret_path(path) or _is_credential_header(path):
-        if raw and not refs:
-            return by_reference
-        if _is_secret_path(path) and outside.strip():
-            return by_reference
-        if _is_credential_header(path) and not _AUTH_SCHEME.match(outside):
+    field, header = _is_secret_path(path), _is_credential_header(path)
+    if field or header:
+        if (raw and not refs) or (field and outside.strip()) or (header and not _AUTH_SCHEME.match(outside)):
             return by_reference
         if not sandbox and any(m.group(2) for m in refs):
             return (
@@ -388,6 +385,9 @@ class DampeningAction(Strict):
     unleash: UnleashTarget | None = None
     timeout_s: float = Field(default=10.0, gt=0)
     undo: DampeningAction | None = None
+
+    def request_headers(self) -> dict[str, str]:
+        return {k: v.get_secret_value() for k, v in self.headers.items()}
 
     @model_validator(mode="after")
     def _target(self) -> DampeningAction:
