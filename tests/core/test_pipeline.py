@@ -32,7 +32,7 @@ from tests.fixtures.pipeline import (
     start_incident,
 )
 from watchdog.app import App
-from watchdog.clock import RealClock
+from watchdog.clock import RealClock, SimClock
 from watchdog.config import parse_config
 from watchdog.demo.service import ServiceProcess
 from watchdog.demo.traffic import Target, TrafficGenerator
@@ -267,18 +267,26 @@ def test_first_start_seeds_the_stable_pin_from_githubs_last_successful_deploymen
 def test_rate_limits_are_waited_out_not_escalated(
     limit: str, tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
 ) -> None:
-    gh = make_github_emulator(**NO_REVIEWERS)
+    start = 1_800_000_000.0
+    clock = SimClock(start)  # the watchdog and GitHub share simulated time
+    gh = make_github_emulator(now=clock.now, **NO_REVIEWERS)
+    # 3 s: longer than the 1 s dispatch lookup grace, which alone would also hold a retry back
     if limit == "primary":
-        gh.inject_rate_limit("POST", r"/dispatches$", reset_in=2)
+        gh.inject_rate_limit("POST", r"/dispatches$", reset_in=3)
     else:
-        gh.inject_secondary_rate_limit("POST", r"/dispatches$", retry_after=1, status=int(limit[-3:]))
-    app = build(tmp_path, service, gh)
+        gh.inject_secondary_rate_limit("POST", r"/dispatches$", retry_after=3, status=int(limit[-3:]))
+    app = build(tmp_path, service, gh, clock=clock)
     incident_id = start_incident(app)
-    drive(app, incident_id, finished(app, incident_id))
+    drive(app, incident_id, finished(app, incident_id), clock=clock)
     assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
     sent = dispatches(gh)
     assert [ex.status for ex in sent] == [403 if limit != "secondary-429" else 429, 200]
-    assert sent[1].at - sent[0].at >= 1.0  # not before GitHub said it may be tried again
+    headers = sent[0].response_headers
+    if limit == "primary":  # not before the moment GitHub said the limit resets
+        assert float(headers["x-ratelimit-reset"]) == start + 3  # injected before the clock moved
+        assert sent[1].at >= start + 3
+    else:  # not before the seconds GitHub asked for had passed
+        assert sent[1].at >= sent[0].at + float(headers["retry-after"])
     assert len(gh.list_runs()) == 1
     app.close()
 
