@@ -48,3 +48,9 @@ class ActionRetryable(ActionFailed, Retryable):
 
 class StoreError(WatchdogError):
     """The store refused an operation (e.g. an attempt to change the append-only decision log)."""
+
+
+class StoreUnavailable(WatchdogError):
+    """The store cannot be opened, reached or written: a missing SQLite file (a read never creates
+    one), a database that is down or refuses the login, a schema this version cannot read. The
+    message is one line naming the store, its password hidden, and the cause."""

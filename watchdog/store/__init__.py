@@ -7,9 +7,10 @@ Rows come back detached (``expire_on_commit=False``) so callers can read them af
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,11 +18,15 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from watchdog.errors import StoreError
+from watchdog.errors import StoreError, StoreUnavailable
 from watchdog.manifest import Migration, manifest_to_json
 from watchdog.observability import has_secrets, redact
 from watchdog.phases import DecisionKind, IncidentPhase, ReleaseStatus, StepPhase, WatchKind, WatchPhase
@@ -47,6 +52,7 @@ __all__ = [
     "Store",
     "VerdictRow",
     "Watch",
+    "display_url",
 ]
 
 _Row = TypeVar("_Row", Release, Watch, Incident, Step)
@@ -134,6 +140,51 @@ def _scrub_secrets(session: Session, _context: Any, _instances: Any) -> None:
                     setattr(row, column.key, clean)
 
 
+#: Failures to reach or write the store while it is in use (down, locked, read-only, connection lost).
+_UNREACHABLE: tuple[type[Exception], ...] = (sa.exc.OperationalError, sa.exc.InterfaceError)
+#: … and while it is opened: a URL SQLAlchemy cannot use, a missing driver, a file that is not a
+#: database, a schema revision Alembic does not know.
+_UNOPENABLE: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError, ImportError, CommandError)
+
+
+def display_url(url: str) -> str:
+    """The store's URL as it may be shown to people and logs: the password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:  # not a URL SQLAlchemy can parse: hide whatever sits where one would
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def _cause(exc: BaseException, url: str) -> str:
+    """The first line of what went wrong, without SQLAlchemy's SQL, parameters and links."""
+    orig = getattr(exc, "orig", None)  # a DBAPIError wraps the driver's own exception
+    lines = str(orig if orig is not None else exc).strip().splitlines()
+    cause = lines[0] if lines else type(exc).__name__
+    with suppress(sa.exc.ArgumentError):
+        password = make_url(url).password
+        if password:
+            cause = cause.replace(str(password), "***")
+    return cause
+
+
+@contextmanager
+def _mapped(url: str, errors: tuple[type[Exception], ...]) -> Iterator[None]:
+    """SQLAlchemy's, the driver's and Alembic's errors → one ``StoreUnavailable`` line naming the store."""
+    try:
+        yield
+    except errors as exc:
+        raise StoreUnavailable(f"store {display_url(url)}: {_cause(exc, url)}") from exc
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names when it does not exist (SQLite would create it on connect)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:") or "uri" in u.query:
+        return None
+    path = Path(u.database)
+    return None if path.exists() else path
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -153,19 +204,64 @@ class Store:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def migrate(self, revision: str = "head") -> None:
-        """Bring the schema to ``revision``, the newest by default (idempotent)."""
+    @staticmethod
+    def _alembic() -> AlembicConfig:
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
+        return cfg
+
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision``, the newest by default (idempotent)."""
+        cfg = self._alembic()
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
 
+    def _check_schema(self) -> None:
+        """A reader needs the schema this version writes; it never migrates (that is the writers' job)."""
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        head = ScriptDirectory.from_config(self._alembic()).get_current_head()
+        name = display_url(self.url)
+        if current is None:
+            raise StoreUnavailable(f"store {name}: is not a watchdog store (it has no schema)")
+        if current != head:
+            raise StoreUnavailable(
+                f"store {name}: its schema is at revision {current}, this version reads {head}; "
+                "start the daemon (or run a writing command) with this version to migrate it"
+            )
+
     @classmethod
-    def open(cls, url: str) -> Store:
-        store = cls(url)
-        store.migrate()
+    def open(cls, url: str, *, create: bool = True) -> Store:
+        """The store at ``url``. Writers (the daemon, ``announce``, ``pin``) ``create`` it and bring
+        its schema up to date; readers (``create=False``) need an existing store with the current
+        schema and write nothing. Raises ``StoreUnavailable``, one line naming the store."""
+        if not create:
+            with _mapped(url, _UNOPENABLE):
+                missing = _missing_sqlite_file(url)
+            if missing is not None:
+                where = "" if missing.is_absolute() else f" (looked for {missing.resolve()})"
+                raise StoreUnavailable(
+                    f"store {display_url(url)}: does not exist{where}; reading never creates one"
+                )
+        with _mapped(url, _UNOPENABLE):
+            store = cls(url)
+            try:
+                if create:
+                    store.migrate()
+                else:
+                    store._check_schema()
+            except BaseException:
+                store.close()
+                raise
         return store
+
+    @contextmanager
+    def map_errors(self) -> Iterator[None]:
+        """Inside it, a failure to reach or write the store (down, locked, read-only) raises
+        ``StoreUnavailable`` naming the store instead of a driver traceback."""
+        with _mapped(self.url, _UNREACHABLE):
+            yield
 
     def close(self) -> None:
         self.engine.dispose()
