@@ -13,7 +13,9 @@ import enum
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
@@ -27,6 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
@@ -741,13 +744,18 @@ def _resolve_refs(
     path: tuple[Any, ...],
     problems: list[tuple[tuple[Any, ...], str]],
     env: Mapping[str, str],
+    unresolved: list[tuple[tuple[Any, ...], str]],
     sandbox: bool = False,
 ) -> Any:
-    """Replace ``${NAME}``/``${NAME:-default}`` anywhere in a string and whole ``${file:/path}`` values."""
+    """Replace ``${NAME}``/``${NAME:-default}`` anywhere in a string and whole ``${file:/path}`` values.
+
+    An unset ``${NAME}`` stays as it is written (a placeholder, never a real value) and goes to
+    ``unresolved`` with its path: an error when running, a warning when checking in CI.
+    """
     if isinstance(node, dict):
-        return {k: _resolve_refs(v, (*path, k), problems, env, sandbox) for k, v in node.items()}
+        return {k: _resolve_refs(v, (*path, k), problems, env, unresolved, sandbox) for k, v in node.items()}
     if isinstance(node, list):
-        return [_resolve_refs(v, (*path, i), problems, env, sandbox) for i, v in enumerate(node)]
+        return [_resolve_refs(v, (*path, i), problems, env, unresolved, sandbox) for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
     whole = _FILE_REF.match(node.strip())
@@ -768,8 +776,8 @@ def _resolve_refs(
             return env[name]
         if default is not None:
             return default
-        problems.append((path, f"environment variable {name} is not set"))
-        return ""
+        unresolved.append((path, name))
+        return m.group(0)
 
     return _ENV_REF.sub(value, node)
 
@@ -796,46 +804,147 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     )
 
 
-def parse_config(
-    text: str, filename: str = "<config>", env: Mapping[str, str] | None = None
-) -> WatchdogConfig:
-    """Parse YAML text into a validated config; raises ``ConfigError`` listing every problem."""
-    environ = os.environ if env is None else env
-    yaml = YAML(typ="rt")
+#: What a YAML file may hold (ruamel's reader refuses the rest): tab, newline, CR, printable text.
+_NOT_YAML_TEXT = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+@dataclass(frozen=True)
+class ConfigCheck:
+    """What checking a configuration found.
+
+    ``warnings`` name each unresolved ``${NAME}`` (``FILE:LINE: field.path: ...``). Where one sat,
+    ``config`` holds the reference as a placeholder: fine for counting services, never for running.
+    ``config`` is ``None`` when such a placeholder stands where text is not allowed (a number, a
+    choice): the field and the checks across fields that need it could not run.
+    """
+
+    config: WatchdogConfig | None
+    warnings: list[str]
+
+
+def _position(prefix: str) -> str:
+    """``LINE:COL`` (1-based) of the character just after ``prefix``."""
+    return f"{prefix.count(chr(10)) + 1}:{len(prefix) - prefix.rfind(chr(10))}"
+
+
+def _decode(data: bytes, filename: str) -> str:
+    """The file's text; a ConfigError at the first NUL byte (a binary file) or non-UTF-8 byte."""
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        where = _position(data[:nul].decode("utf-8", "replace"))
+        raise ConfigError([f"{filename}:{where}: binary file (a NUL byte), not a YAML configuration"])
     try:
-        tree = yaml.load(text)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = _position(data[: exc.start].decode("utf-8"))
+        raise ConfigError(
+            [f"{filename}:{where}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"]
+        ) from None
+
+
+def _check_characters(text: str, filename: str) -> None:
+    bad = _NOT_YAML_TEXT.search(text)
+    if bad is None:
+        return
+    char = bad.group()
+    what = "control character" if unicodedata.category(char) == "Cc" else "character"
+    raise ConfigError(
+        [
+            f"{filename}:{_position(text[: bad.start()])}: {what} U+{ord(char):04X} is not allowed "
+            "(only tab, newline and carriage return)"
+        ]
+    )
+
+
+def _yaml_tree(text: str, filename: str) -> CommentedMap:
+    _check_characters(text, filename)
+    try:
+        tree = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError([f"{filename}{line}: invalid YAML: {exc.problem}"]) from exc
     if not isinstance(tree, CommentedMap):
         raise ConfigError([f"{filename}:1: the configuration must be a YAML mapping"])
-    lines: dict[tuple[Any, ...], int] = {}
-    data = _plain(tree, (), lines)
-    secret_problems: list[tuple[tuple[Any, ...], str]] = []
-    sandbox = isinstance(data, dict) and data.get("sandbox") is True
-    data = _resolve_refs(data, (), secret_problems, environ, sandbox)
-    problems = [f"{filename}:{_line_for(p, lines) or 1}: {_fmt_loc(p)}: {msg}" for p, msg in secret_problems]
+    return tree
+
+
+def _from_placeholder(loc: tuple[Any, ...], err: ErrorDetails, unresolved: set[tuple[Any, ...]]) -> bool:
+    """The error is about an unresolved reference's placeholder (reported on its own): the field
+    holding it, or the union whose ``kind`` it is."""
+    if any(loc[: len(p)] == p for p in unresolved):
+        return True
+    tag = (err.get("ctx") or {}).get("discriminator")
+    return isinstance(tag, str) and (*loc, tag.strip("'")) in unresolved
+
+
+def _validate(
+    data: Any, unresolved: set[tuple[Any, ...]]
+) -> tuple[WatchdogConfig | None, list[tuple[tuple[Any, ...], str]]]:
     try:
-        cfg = WatchdogConfig.model_validate(data)
+        return WatchdogConfig.model_validate(data), []
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = _clean_loc(tuple(err["loc"]))
-            line_no = _line_for(loc, lines) or 1
-            problems.append(f"{filename}:{line_no}: {_fmt_loc(loc)}: {err['msg']}")
-        raise ConfigError(problems) from None
+        located = [(_clean_loc(tuple(err["loc"])), err) for err in exc.errors()]
+        return None, [(loc, e["msg"]) for loc, e in located if not _from_placeholder(loc, e, unresolved)]
+
+
+def check_text(
+    text: str, filename: str = "<config>", env: Mapping[str, str] | None = None, *, strict: bool = False
+) -> ConfigCheck:
+    """Check YAML text; raises ``ConfigError`` listing every problem with file, line and field.
+
+    ``strict`` (to run with the config) makes an unset ``${NAME}`` an error; otherwise (CI, where
+    the secrets are absent) it is a warning and everything else is still checked.
+    """
+    environ = os.environ if env is None else env
+    lines: dict[tuple[Any, ...], int] = {}
+    data = _plain(_yaml_tree(text, filename), (), lines)
+    ref_problems: list[tuple[tuple[Any, ...], str]] = []
+    unresolved: list[tuple[tuple[Any, ...], str]] = []
+    sandbox = isinstance(data, dict) and data.get("sandbox") is True
+    data = _resolve_refs(data, (), ref_problems, environ, unresolved, sandbox)
+    cfg, errors = _validate(data, {p for p, _ in unresolved})
+
+    def at(loc: tuple[Any, ...], msg: str) -> str:
+        return f"{filename}:{_line_for(loc, lines) or 1}: {_fmt_loc(loc)}: {msg}"
+
+    unset = [at(p, f"environment variable {name} is not set") for p, name in unresolved]
+    problems = [at(p, msg) for p, msg in (*ref_problems, *errors)]
+    if strict:
+        problems, warnings = [*unset, *problems], []
+    else:
+        warnings = unset
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, warnings)
+    return ConfigCheck(cfg, warnings)
+
+
+def parse_config(
+    text: str, filename: str = "<config>", env: Mapping[str, str] | None = None
+) -> WatchdogConfig:
+    """Parse YAML text into a validated config to run with (strict: every reference resolved)."""
+    cfg = check_text(text, filename, env, strict=True).config
+    assert cfg is not None  # strict: a placeholder is an error, so a config came back
     return cfg
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> WatchdogConfig:
+def check_config(
+    path: str | Path, env: Mapping[str, str] | None = None, *, strict: bool = False
+) -> ConfigCheck:
+    """Read and check a configuration file (``validate``); see ``check_text``."""
     p = Path(path)
     try:
-        text = p.read_text()
+        data = p.read_bytes()
     except OSError as exc:
         raise ConfigError([f"{p}: cannot read: {exc.strerror}"]) from exc
-    return parse_config(text, str(p), env)
+    return check_text(_decode(data, str(p)), str(p), env, strict=strict)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> WatchdogConfig:
+    """Read a configuration file to run with (strict, as ``parse_config``)."""
+    cfg = check_config(path, env, strict=True).config
+    assert cfg is not None
+    return cfg
 
 
 def json_schema() -> str:

@@ -18,10 +18,12 @@ class Retryable(WatchdogError):
 
 
 class ConfigError(WatchdogError):
-    """The configuration is invalid. ``problems`` lists each one with file, line and field path."""
+    """The configuration is invalid. ``problems`` lists each one with file, line and field path;
+    ``warnings`` what was found besides (unresolved references, when they are not errors)."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], warnings: list[str] | None = None) -> None:
         self.problems = list(problems)
+        self.warnings = list(warnings or ())
         super().__init__("\n".join(self.problems))
 
 

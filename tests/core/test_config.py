@@ -144,3 +144,8 @@ def test_validate_and_schema_commands(tmp_path: Path) -> None:
     schema = subprocess.run([sys.executable, "-m", "watchdog", "schema"], capture_output=True, text=True)
     doc = json.loads(schema.stdout)
     assert "services" in doc["properties"] and "WatchdogConfig" in doc.get("title", "WatchdogConfig")
+
+
+def test_text_yaml_cannot_hold_is_named_with_line_and_column() -> None:
+    with pytest.raises(ConfigError, match=r"^x.yaml:2:7: control character U\+001B is not allowed"):
+        parse_config("version: 1\nnote: \x1b[31mred\n", "x.yaml")
