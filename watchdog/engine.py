@@ -7,6 +7,7 @@ up where the last one stopped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -16,7 +17,7 @@ import structlog
 
 from watchdog.clock import Clock
 from watchdog.config import ServiceConfig, Severity, WatchdogConfig
-from watchdog.errors import WatchdogError
+from watchdog.errors import InputError, WatchdogError
 from watchdog.evaluate import SignalResult, WatchEvaluator
 from watchdog.manifest import manifest_from_json
 from watchdog.observability import report_exception
@@ -32,6 +33,21 @@ from watchdog.sources.base import MetricSource
 from watchdog.store import DecisionEntry, DeployEvent, Release, ReleaseRef, Store, Watch
 
 log = structlog.get_logger("watchdog.engine")
+
+
+def tag_problem(tag: str) -> str | None:
+    """Why ``tag`` cannot name a release, or ``None``: Git and image tags hold no whitespace."""
+    if not tag:
+        return "must not be empty"
+    if any(c.isspace() or not c.isprintable() for c in tag):
+        return "must not contain whitespace or control characters"
+    return None
+
+
+def _check_tag(ref: ReleaseRef) -> None:
+    problem = tag_problem(ref.tag)
+    if problem is not None:
+        raise InputError(problem, argument="tag", value=ref.tag)
 
 
 class Reporter(Protocol):
@@ -137,6 +153,13 @@ class Engine:
         """Queue a deploy for the next tick (the store carries it, so any replica can pick it up)."""
         self.cfg.env(env)
         self.cfg.service(service)
+        _check_tag(ref)
+        if deployed_at is not None and not (math.isfinite(deployed_at) and deployed_at > 0):
+            raise InputError(
+                "a deploy time is a finite, positive number of Unix seconds",
+                argument="deployed_at",
+                value=deployed_at,
+            )
         now = self.clock.now()
         ev = self.store.add_deploy_event(
             env, service, ref, deployed_at if deployed_at is not None else now, now, source, actor
@@ -696,6 +719,18 @@ class Engine:
     # ------------------------------------------------------------------ helpers for the CLI
 
     def pin(self, env: str, service: str, ref: ReleaseRef, actor: str, reason: str) -> Release:
+        """Pin ``ref`` as the stable release (logged). A release that failed its watch is refused
+        before anything is written."""
+        self.cfg.env(env)
+        self.cfg.service(service)
+        _check_tag(ref)
+        known = self.store.find_release(env, service, ref.tag)
+        if known is not None and known.status == ReleaseStatus.FAILED.value:
+            raise InputError(
+                f"release {ref.tag} failed its watch in {env}: it is never pinned",
+                argument="tag",
+                value=ref.tag,
+            )
         now = self.clock.now()
         release = self.store.upsert_release(env, service, ref, now, status=ReleaseStatus.STABLE)
         previous = self.store.current_pin(env, service)

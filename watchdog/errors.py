@@ -56,3 +56,13 @@ class StoreUnavailable(WatchdogError):
     """The store cannot be opened, reached or written: a missing SQLite file (a read never creates
     one), a database that is down or refuses the login, a schema this version cannot read. The
     message is one line naming the store, its password hidden, and the cause."""
+
+
+class InputError(WatchdogError):
+    """A request is wrong and changes nothing. ``argument`` names the argument at fault as the
+    caller passed it (``service``, ``tag``, ``deployed_at``), ``value`` is what was given; the
+    message reads ``service 'nope': no service named 'nope' (have: api)``."""
+
+    def __init__(self, problem: str, *, argument: str | None = None, value: object = None) -> None:
+        self.problem, self.argument, self.value = problem, argument, value
+        super().__init__(problem if argument is None else f"{argument} {value!r}: {problem}")
