@@ -1,7 +1,13 @@
 """``rollback-watchdog``: the command line.
 
 Exit codes: 0 success, 1 the job ran but its outcome is bad (e.g. the demo did not end as
-expected), 2 bad input (configuration, arguments), 3 an outside system was unavailable.
+expected), 2 bad input (configuration, arguments), 3 an outside system was unavailable (the
+store cannot be opened, reached or written).
+
+Bad input changes nothing: every command checks all its arguments, against the configuration
+too, before it opens a store, and says which argument is wrong. Read commands (``log``) never
+create a store or migrate one. ``validate`` without ``--strict`` reports unset ``${NAME}``
+references as warnings (CI has no secrets); ``run`` and ``validate --strict`` refuse them.
 """
 
 from __future__ import annotations
@@ -10,19 +16,23 @@ import argparse
 import datetime as dt
 import getpass
 import json
+import math
+import re
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from watchdog import __version__
 from watchdog.clock import RealClock
-from watchdog.config import WatchdogConfig, json_schema, load_config, secret_values
-from watchdog.engine import Engine
-from watchdog.errors import ConfigError, WatchdogError
-from watchdog.manifest import parse_manifest
+from watchdog.config import WatchdogConfig, check_config, json_schema, load_config, secret_values
+from watchdog.engine import Engine, tag_problem
+from watchdog.errors import ConfigError, InputError, StoreUnavailable, WatchdogError
+from watchdog.manifest import Migration, parse_manifest
 from watchdog.observability import configure_logging, redact, register_secrets
 from watchdog.store import DecisionEntry, ReleaseRef, Store
 
@@ -91,14 +101,106 @@ def format_log_table(entries: Sequence[DecisionEntry], width: int = 60) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- arguments on their own
+# argparse types: each refuses a value that cannot be right whatever the configuration says.
+
+
+def _tag(text: str) -> str:
+    problem = tag_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return text
+
+
+def _sha(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{4,64}", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: not a commit SHA (4 to 64 hex digits)")
+    return text
+
+
+def _http_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r}: not an http(s) URL")
+    return text
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
+
+
+def _unix_time(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a number of Unix seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: a time is a finite, positive number of Unix seconds")
+    return value
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: must not be empty")
+    return text
+
+
+# --------------------------------------------------------------------------- arguments against the config
+
+
 def _load(path: str) -> WatchdogConfig:
     cfg = load_config(path)
     register_secrets(secret_values(cfg))  # whatever this command prints is scrubbed of them
     return cfg
 
 
+def _config_for(args: argparse.Namespace) -> WatchdogConfig:
+    """The configuration, and the arguments that must name something in it (``--env``, ``--service``)."""
+    cfg = _load(args.config)
+    env = getattr(args, "env", None)
+    if env is not None and env not in cfg.environments:
+        have = ", ".join(cfg.environments)
+        raise InputError(f"no environment {env!r} in {args.config} (have: {have})", argument="env", value=env)
+    service = getattr(args, "service", None)
+    names = [s.name for s in cfg.services]
+    if service is not None and service not in names:
+        raise InputError(
+            f"no service named {service!r} (have: {', '.join(names)})", argument="service", value=service
+        )
+    return cfg
+
+
+@contextmanager
+def _store(cfg: WatchdogConfig, *, create: bool) -> Iterator[Store]:
+    """The store for one command; a failure to reach or write it is ``StoreUnavailable`` (exit 3)."""
+    store = Store.open(cfg.store.url, create=create)
+    try:
+        with store.map_errors():
+            yield store
+    finally:
+        store.close()
+
+
+# --------------------------------------------------------------------------- commands
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    cfg = _load(args.file)
+    check = check_config(args.file, strict=args.strict)
+    for warning in check.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    cfg = check.config
+    if cfg is None:
+        print(
+            f"ok: {args.file}: no problems found, but the fields its unresolved references fill "
+            "(and the checks across fields that need them) could not be checked"
+        )
+        return EXIT_OK
     n_signals = sum(len(s.signals) for s in cfg.services)
     print(
         f"ok: {args.file}: {len(cfg.services)} service(s), {n_signals} signal(s), "
@@ -113,12 +215,9 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
-    store = Store.open(cfg.store.url)
-    try:
+    cfg = _config_for(args)
+    with _store(cfg, create=False) as store:
         entries = store.decisions(env=args.env, limit=args.limit, incident_id=args.incident)
-    finally:
-        store.close()
     if args.json:
         print(json.dumps([redact(decision_dict(e)) for e in entries], indent=2))
     else:
@@ -126,34 +225,28 @@ def cmd_log(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _engine_for_cli(cfg: WatchdogConfig) -> tuple[Engine, Store]:
-    store = Store.open(cfg.store.url)
-    return Engine(cfg, store, None, RealClock()), store
+def _engine(cfg: WatchdogConfig, store: Store) -> Engine:
+    return Engine(cfg, store, None, RealClock())
+
+
+def _migrations(path: str | None) -> tuple[Migration, ...] | None:
+    if path is None:
+        return None
+    try:
+        return parse_manifest(Path(path).read_text(), path)
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", argument="migrations", value=path) from exc
+    except ValueError as exc:  # the manifest's own message names its file, line and field
+        raise InputError(str(exc), argument="migrations", value=path) from exc
 
 
 def cmd_announce(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
-    migrations = None
-    if args.migrations is not None:
-        try:
-            migrations = parse_manifest(Path(args.migrations).read_text(), args.migrations)
-        except OSError as exc:
-            print(f"error: --migrations {args.migrations}: cannot read: {exc.strerror}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except ValueError as exc:
-            print(f"error: --migrations {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-    engine, store = _engine_for_cli(cfg)
-    try:
-        ref = ReleaseRef(args.tag, args.sha, args.run_id, args.build_url, migrations)
-        event_id = engine.announce(
+    cfg = _config_for(args)
+    ref = ReleaseRef(args.tag, args.sha, args.run_id, args.build_url, _migrations(args.migrations))
+    with _store(cfg, create=True) as store:
+        event_id = _engine(cfg, store).announce(
             args.env, args.service, ref, deployed_at=args.at, source="cli", actor=args.actor
         )
-    except KeyError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    finally:
-        store.close()
     print(
         f"announced deploy of {args.tag} to {args.env} (event {event_id}); "
         "the daemon picks it up at its next tick"
@@ -162,42 +255,27 @@ def cmd_announce(args: argparse.Namespace) -> int:
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
-    engine, store = _engine_for_cli(cfg)
-    try:
-        rel = engine.pin(
-            args.env,
-            args.service,
-            ReleaseRef(args.tag, args.sha, args.run_id, args.build_url),
-            actor=args.actor,
-            reason=args.reason,
-        )
-    except KeyError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    finally:
-        store.close()
+    cfg = _config_for(args)
+    ref = ReleaseRef(args.tag, args.sha, args.run_id, args.build_url)
+    with _store(cfg, create=True) as store:
+        rel = _engine(cfg, store).pin(args.env, args.service, ref, actor=args.actor, reason=args.reason)
     print(f"pinned {rel.tag} as the stable release of {args.service} in {args.env}")
     return EXIT_OK
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
+    cfg = _config_for(args)
     if args.service is None:
         if len(cfg.services) != 1:
-            print("error: --service is required when the configuration has several services", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            raise InputError("--service is required when the configuration has several services")
         args.service = cfg.services[0].name
-    engine, store = _engine_for_cli(cfg)
-    try:
-        incident_id = engine.request_rollback(
-            args.env, args.service, reason=args.reason, actor=args.actor, to_tag=args.to
-        )
-    except (KeyError, ValueError) as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    finally:
-        store.close()
+    with _store(cfg, create=True) as store:
+        try:
+            incident_id = _engine(cfg, store).request_rollback(
+                args.env, args.service, reason=args.reason, actor=args.actor, to_tag=args.to
+            )
+        except ValueError as exc:  # the engine refuses what the store's state does not allow
+            raise InputError(str(exc)) from exc
     print(f"rollback requested (incident {incident_id}); the daemon runs the pipeline at its next tick")
     return EXIT_OK
 
@@ -250,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("validate", help="check a configuration file; every problem with file, line and field")
     s.add_argument("file")
+    s.add_argument(
+        "--strict",
+        action="store_true",
+        help="an unset ${NAME} reference is an error, as for run (default: a warning; CI has no secrets)",
+    )
     s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("schema", help="print the configuration's JSON Schema")
@@ -258,8 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("log", help="print the decision log")
     s.add_argument("-c", "--config", required=True)
     s.add_argument("--env")
-    s.add_argument("--limit", type=int)
-    s.add_argument("--incident", type=int, help="only one rollback incident's entries (its ticket names it)")
+    s.add_argument("--limit", type=_positive_int, help="only the newest N entries")
+    s.add_argument(
+        "--incident", type=_positive_int, help="only one rollback incident's entries (its ticket names it)"
+    )
     s.add_argument("--json", action="store_true", help="JSON instead of a table")
     s.set_defaults(func=cmd_log)
 
@@ -267,15 +352,17 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("-c", "--config", required=True)
         s.add_argument("--env", required=True, choices=["dev", "stage", "prod"])
         s.add_argument("--service", required=True)
-        s.add_argument("--tag", required=True)
-        s.add_argument("--sha")
-        s.add_argument("--run-id", type=int)
-        s.add_argument("--build-url")
-        s.add_argument("--actor", default=getpass.getuser(), help="who does this (default: the current user)")
+        s.add_argument("--tag", required=True, type=_tag)
+        s.add_argument("--sha", type=_sha)
+        s.add_argument("--run-id", type=_positive_int)
+        s.add_argument("--build-url", type=_http_url)
+        s.add_argument(
+            "--actor", type=_text, default=getpass.getuser(), help="who does this (default: the current user)"
+        )
 
     s = sub.add_parser("announce", help="tell the daemon a release was deployed (it starts a watch)")
     release_args(s)
-    s.add_argument("--at", type=float, help="deploy time, Unix seconds (default: now)")
+    s.add_argument("--at", type=_unix_time, help="deploy time, Unix seconds (default: now)")
     s.add_argument(
         "--migrations",
         metavar="FILE",
@@ -286,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("pin", help="pin a release as the stable one of an environment (logged)")
     release_args(s)
-    s.add_argument("--reason", required=True)
+    s.add_argument("--reason", required=True, type=_text)
     s.set_defaults(func=cmd_pin)
 
     s = sub.add_parser(
@@ -295,9 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--config", required=True)
     s.add_argument("--env", required=True, choices=["dev", "stage", "prod"])
     s.add_argument("--service", help="default: the configuration's only service")
-    s.add_argument("--to", help="target release tag (default: the pinned stable release)")
-    s.add_argument("--reason", required=True)
-    s.add_argument("--actor", default=getpass.getuser(), help="who does this (default: the current user)")
+    s.add_argument("--to", type=_tag, help="target release tag (default: the pinned stable release)")
+    s.add_argument("--reason", required=True, type=_text)
+    s.add_argument(
+        "--actor", type=_text, default=getpass.getuser(), help="who does this (default: the current user)"
+    )
     s.set_defaults(func=cmd_rollback)
 
     s = sub.add_parser("run", help="run the daemon")
@@ -316,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--failure-limit", type=int, default=3, help="argo only: failureLimit (0 or 3)")
     s.add_argument("--alpha", type=float, help="naive only: the z-test's level (default 0.01)")
-    s.add_argument("--jobs", type=int, help="worker processes (default: one per core)")
+    s.add_argument("--jobs", type=_positive_int, help="worker processes (default: one per core)")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("demo", help="the whole loop on loopback: a bad deploy, detected and rolled back")
@@ -327,14 +416,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Each failure's exit code, most specific first. Anything else is a bug: it keeps its traceback.
+EXIT_CODES: tuple[tuple[type[WatchdogError], int], ...] = (
+    (ConfigError, EXIT_BAD_INPUT),
+    (InputError, EXIT_BAD_INPUT),
+    (StoreUnavailable, EXIT_UNAVAILABLE),
+    (WatchdogError, EXIT_UNAVAILABLE),
+)
+#: Engine arguments whose option is not simply ``--`` and the name.
+_OPTIONS = {"deployed_at": "--at", "to_tag": "--to"}
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    return text if text and text.isprintable() and not any(c.isspace() for c in text) else repr(value)
+
+
+def _error_lines(exc: WatchdogError) -> list[str]:
+    if isinstance(exc, ConfigError):
+        return [*(f"warning: {w}" for w in exc.warnings), *(f"error: {p}" for p in exc.problems)]
+    if isinstance(exc, InputError) and exc.argument is not None:
+        option = _OPTIONS.get(exc.argument, "--" + exc.argument.replace("_", "-"))
+        return [f"error: {option} {_shown(exc.value)}: {exc.problem}"]
+    return [f"error: {exc}"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except WatchdogError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        for line in _error_lines(exc):
+            print(redact(line), file=sys.stderr)
+        return next(code for kind, code in EXIT_CODES if isinstance(exc, kind))

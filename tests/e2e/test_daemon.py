@@ -143,6 +143,8 @@ def test_announce_rejects_unknown_service(tmp_path: Path) -> None:
         "DB": f"sqlite:///{tmp_path / 'wd.db'}",
     }
     out = cli("announce", "-c", str(config), "--env", "prod", "--service", "nope", "--tag", "v1", env=env)
-    assert out.returncode == 2 and "no service named 'nope'" in out.stderr
-    empty = cli("log", "-c", str(config), env=env)
-    assert empty.returncode == 0 and "(the decision log is empty)" in empty.stdout
+    assert out.returncode == 2 and "--service nope: no service named 'nope' (have: stamps-api)" in out.stderr
+    assert not (tmp_path / "wd.db").exists()  # refused before the store was opened: none was created
+    missing = cli("log", "-c", str(config), env=env)  # and reading does not create one either
+    assert missing.returncode == 3 and "wd.db: does not exist" in missing.stderr
+    assert not (tmp_path / "wd.db").exists()
