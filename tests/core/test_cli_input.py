@@ -26,6 +26,7 @@ from watchdog.store import Release, ReleaseRef, Store
 CONFIG = """\
 version: 1
 demo_note: a test configuration (no production timings)
+sandbox: true  # the token below has an inline default
 source:
   kind: scrape
   scrape:
@@ -256,9 +257,24 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+#: Root writes where the permissions say no: the commands that must meet a read-only store run
+#: without the capabilities that let it (as any other user they are not needed).
+AS_A_USER = (
+    ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
+    if os.geteuid() == 0
+    else []
+)
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, as_a_user: bool = False
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "watchdog", *args], capture_output=True, text=True, timeout=60
+        [*(AS_A_USER if as_a_user else []), sys.executable, "-m", "watchdog", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -267,8 +283,8 @@ def test_an_unreachable_postgres_exits_3_with_one_line_and_no_password(
     tmp_path: Path, command: list[str]
 ) -> None:
     port = closed_port()
-    config = write_config(tmp_path, f"postgresql+psycopg://u:secretpw@127.0.0.1:{port}/x")
-    out = cli(command[0], "-c", str(config), *command[1:])
+    config = write_config(tmp_path, f"postgresql+psycopg://u:${{WD_TEST_PG_PASSWORD}}@127.0.0.1:{port}/x")
+    out = cli(command[0], "-c", str(config), *command[1:], env={"WD_TEST_PG_PASSWORD": "secretpw"})
     assert out.returncode == 3, out.stderr
     assert out.stderr.startswith(f"error: store postgresql+psycopg://u:***@127.0.0.1:{port}/x: ")
     assert "Connection refused" in out.stderr or "connection failed" in out.stderr
@@ -284,24 +300,21 @@ def test_sqlite_in_a_missing_directory_exits_3(tmp_path: Path, capsys: pytest.Ca
     assert not (tmp_path / "no").exists()
 
 
-def test_sqlite_in_a_read_only_directory_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sqlite_in_a_read_only_directory_exits_3(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)
     try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("this user (root) writes into read-only directories")
         config = write_config(tmp_path, f"sqlite:///{locked / 'wd.db'}")
-        code, err = run(capsys, "announce", "-c", str(config), *RELEASE, "--tag", "v1")
-        assert code == 3 and err.startswith(f"error: store sqlite:///{locked / 'wd.db'}: "), err
-        assert err.count("\n") == 1
+        out = cli("announce", "-c", str(config), *RELEASE, "--tag", "v1", as_a_user=True)
+        assert out.returncode == 3 and out.stderr.startswith(f"error: store sqlite:///{locked / 'wd.db'}: ")
+        assert out.stderr.count("\n") == 1
     finally:
         locked.chmod(0o755)
+    assert list(locked.iterdir()) == []
 
 
-def test_a_read_only_store_file_exits_3_when_written(
-    seeded: tuple[Path, str], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_read_only_store_file_exits_3_when_written(seeded: tuple[Path, str]) -> None:
     """Opened fine, refused at the first write: still one line naming the store, exit 3."""
     config, url = seeded
     db = Path(url.removeprefix("sqlite:///"))
@@ -313,11 +326,9 @@ def test_a_read_only_store_file_exits_3_when_written(
     before = state(url)
     db.chmod(0o444)
     try:
-        if os.access(db, os.W_OK):
-            pytest.skip("this user (root) writes into read-only files")
-        code, err = run(capsys, "pin", "-c", str(config), *RELEASE, "--tag", "v7", "--reason", "r")
-        assert code == 3 and err.startswith(f"error: store {url}: "), err
-        assert "readonly" in err and err.count("\n") == 1
+        out = cli("pin", "-c", str(config), *RELEASE, "--tag", "v7", "--reason", "r", as_a_user=True)
+        assert out.returncode == 3 and out.stderr.startswith(f"error: store {url}: "), out.stderr
+        assert "readonly" in out.stderr and out.stderr.count("\n") == 1
     finally:
         db.chmod(0o644)
     assert state(url) == before
