@@ -134,39 +134,40 @@ def _check_series(
 ) -> tuple[Series, list[tuple[float, str]], float]:
     t, v = s.t, s.v
     found = _Problems()
-    keep = np.ones(t.size, dtype=bool)
-    found.drop(t, keep, ~np.isfinite(t), "with a timestamp that is not a number", end)
-    found.drop(
-        t,
-        keep,
-        (t < start - 1e-6) | (t > end + 1e-6),
-        f"outside the range asked for [{start:.0f}, {end:.0f}]",
-        end,
-    )
-    last = -math.inf
-    disorder = np.zeros(t.size, dtype=bool)
-    for i in np.flatnonzero(keep):
-        if t[i] <= last:
-            disorder[i] = True
-        else:
-            last = t[i]
-    found.drop(t, keep, disorder, "out of time order or repeated", end)
+    if not _times_in_order(t, start, end):  # the common case skips the searching below
+        keep = np.ones(t.size, dtype=bool)
+        found.drop(t, keep, ~np.isfinite(t), "with a timestamp that is not a number", end)
+        found.drop(
+            t,
+            keep,
+            (t < start - 1e-6) | (t > end + 1e-6),
+            f"outside the range asked for [{start:.0f}, {end:.0f}]",
+            end,
+        )
+        # a kept sample is out of order when it is not later than every kept sample before it
+        latest = np.maximum.accumulate(np.where(keep, t, -np.inf))
+        disorder = keep.copy()
+        disorder[1:] &= t[1:] <= latest[:-1]
+        disorder[:1] = False
+        found.drop(t, keep, disorder, "out of time order or repeated", end)
+        t, v = t[keep], v[keep]
     if not counter:
-        return (s if keep.all() else Series(s.labels, t[keep], v[keep])), found.found, math.inf
-    t, v = t[keep], v[keep]
-    keep = np.ones(t.size, dtype=bool)
-    found.drop(t, keep, ~np.isfinite(v), "that are NaN or infinite (a counter is a finite count)", end)
-    found.drop(t, keep, v < 0, "that are negative (a counter counts up from zero)", end)
-    t, v = t[keep], v[keep]
+        return (s if t.size == s.t.size else Series(s.labels, t, v)), found.found, math.inf
+    if not bool(np.isfinite(v).all() and (v >= 0).all()):
+        keep = np.ones(t.size, dtype=bool)
+        found.drop(t, keep, ~np.isfinite(v), "that are NaN or infinite (a counter is a finite count)", end)
+        found.drop(t, keep, v < 0, "that are negative (a counter counts up from zero)", end)
+        t, v = t[keep], v[keep]
     key = tuple(sorted(s.labels.items()))
     before = memory.get(key) if memory is not None else None
     prepended = before is not None and (t.size == 0 or before[0] < t[0])
     if prepended and before is not None:
         t, v = np.concatenate([[before[0]], t]), np.concatenate([[before[1]], v])
-    keep = np.ones(t.size, dtype=bool)
     dips, hold = _dips(t, v, end, confirm_s)
-    found.drop(t, keep, dips, "where the counter went down and came back (not a restart)", end)
-    t, v = t[keep], v[keep]
+    if dips.any():
+        keep = np.ones(t.size, dtype=bool)
+        found.drop(t, keep, dips, "where the counter went down and came back (not a restart)", end)
+        t, v = t[keep], v[keep]
     if memory is not None and t.size:
         memory[key] = (float(t[-1]), float(v[-1]))
     if prepended and t.size == 1:
@@ -174,10 +175,20 @@ def _check_series(
     return Series(s.labels, t, v), found.found, hold
 
 
+def _times_in_order(t: np.ndarray, start: float, end: float) -> bool:
+    """Every timestamp is a number inside [start, end] and later than the one before."""
+    if not t.size:
+        return True
+    in_range = start - 1e-6 <= t[0] and t[-1] <= end + 1e-6  # False for NaN too
+    return bool(in_range and (t[1:] > t[:-1]).all())
+
+
 def _dips(t: np.ndarray, v: np.ndarray, end: float, confirm_s: float) -> tuple[np.ndarray, float]:
     """Samples of a dip, and the time of the first drop not yet confirmed as a reset."""
     dips = np.zeros(t.size, dtype=bool)
     hold = math.inf
+    if t.size < 2 or bool((v[1:] >= v[:-1]).all()):
+        return dips, hold  # never went down: no dip, no drop to confirm
     ref = -1  # the last sample that is not part of a dip
     for i in range(t.size):
         if ref < 0 or v[i] >= v[ref]:
