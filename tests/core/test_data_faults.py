@@ -18,6 +18,7 @@ import pytest
 import sentry_sdk
 
 from actions.pagerduty import PagerDuty
+from tests.fixtures.broken import BrokenFor, SentryCapture
 from tests.fixtures.faults import SOURCES, START, STEP, config, make_deploy, run_watch, serve
 from watchdog.clock import SimClock
 from watchdog.emulator.pagerduty import ROUTING_KEY, PagerDutyEmulator
@@ -25,9 +26,8 @@ from watchdog.engine import Engine
 from watchdog.observability import configure_logging, init_sentry, register_secrets
 from watchdog.phases import DecisionKind, SignalState
 from watchdog.quality import check_answer
-from watchdog.series import Selector, Series
+from watchdog.series import Series
 from watchdog.sources import PrometheusSource
-from watchdog.sources.base import MetricSource
 from watchdog.store import ReleaseRef, Store
 
 pytestmark = pytest.mark.slow
@@ -256,34 +256,12 @@ def test_samples_out_of_order_or_in_the_future_are_dropped_and_said(
 # ----------------------------------------------------------------------------- faults are seen
 
 
-class _Failing:
-    """A source that breaks in a way nobody planned for, for one service only."""
-
-    name = "failing"
-
-    def __init__(self, inner: MetricSource) -> None:
-        self.inner = inner
-
-    def fetch(self, selector: Selector, start: float, end: float) -> list[Series]:
-        if any(m.label == "job" and m.value == "broken" for m in selector.matchers):
-            raise RuntimeError("an unexpected bug with a token ghp_0123456789abcdef in its text")
-        return self.inner.fetch(selector, start, end)
-
-
 def test_one_watch_raising_is_reported_and_the_others_still_advance(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    class Capture(sentry_sdk.transport.Transport):
-        def __init__(self) -> None:
-            super().__init__()
-            self.events: list[dict[str, object]] = []
-
-        def capture_envelope(self, envelope: sentry_sdk.envelope.Envelope) -> None:
-            self.events += [i.payload.json for i in envelope.items if i.payload.json]
-
     register_secrets(["ghp_0123456789abcdef"])
     configure_logging("json", "info", stream=sys.stdout)
-    transport = Capture()
+    transport = SentryCapture()
     init_sentry("https://key@127.0.0.1/1", "test", "0", transport=transport)
     try:
         d = make_deploy(canary=True, watch_s=300)
@@ -293,7 +271,12 @@ def test_one_watch_raising_is_reported_and_the_others_still_advance(
         clock = SimClock(START)
         with serve("replay", d, clock, tmp_path) as inner:
             store = Store.open(cfg.store.url)
-            engine = Engine(cfg, store, _Failing(inner), clock)
+            engine = Engine(
+                cfg,
+                store,
+                BrokenFor(inner, "an unexpected bug with a token ghp_0123456789abcdef in its text"),
+                clock,
+            )
             for svc in ("broken", "svc"):
                 engine.pin("prod", svc, ReleaseRef("v1"), actor="test", reason="seed")
             clock.set(d.deploy_at)

@@ -21,14 +21,13 @@ from pathlib import Path
 import pytest
 import sentry_sdk
 
+from tests.fixtures.broken import BrokenFor, SentryCapture
 from tests.fixtures.pipeline import CONFIG, NO_REVIEWERS, TOKEN, build, drive, finished, start_incident
 from watchdog.demo.service import ServiceProcess
 from watchdog.emulator.github import GitHubEmulator
 from watchdog.emulator.pagerduty import ROUTING_KEY, PagerDutyEmulator
 from watchdog.observability import configure_logging, init_sentry
 from watchdog.phases import IncidentPhase
-from watchdog.series import Selector, Series
-from watchdog.sources.base import MetricSource
 from watchdog.store import ReleaseRef
 
 pytestmark = pytest.mark.slow
@@ -74,29 +73,6 @@ def config_text() -> str:
     return head + tail + EXTRA
 
 
-class _Buggy:
-    """A source with a bug for one service: its exception text carries a token, as clients' do."""
-
-    name = "buggy"
-
-    def __init__(self, inner: MetricSource) -> None:
-        self.inner = inner
-
-    def fetch(self, selector: Selector, start: float, end: float) -> list[Series]:
-        if any(m.label == "job" and m.value == "broken" for m in selector.matchers):
-            raise RuntimeError(f"GET /api?access_token={TOKEN} failed")
-        return self.inner.fetch(selector, start, end)
-
-
-class _Capture(sentry_sdk.transport.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[object] = []
-
-    def capture_envelope(self, envelope: sentry_sdk.envelope.Envelope) -> None:
-        self.events += [i.payload.json for i in envelope.items if i.payload.json]
-
-
 @pytest.fixture(scope="module")
 def service() -> Iterator[ServiceProcess]:
     with ServiceProcess("v1.0.0", "canary", seed=5) as svc:
@@ -122,12 +98,12 @@ def test_no_output_of_a_whole_escalated_rollback_holds_a_secret(
     gh = make_github_emulator(**NO_REVIEWERS)
     logs = io.StringIO()
     configure_logging(log_format, "info", stream=logs)
-    sentry = _Capture()
+    sentry = SentryCapture()
     try:
         app = build(tmp_path, service, gh, config_text(), env)
         assert app.cfg.sentry.dsn is not None
         init_sentry(app.cfg.sentry.dsn.get_secret_value(), "test", "0", transport=sentry)
-        app.engine.source = _Buggy(app.source)
+        app.engine.source = BrokenFor(app.source, f"GET /api?access_token={TOKEN} failed")
         app.engine.pin("prod", "broken", ReleaseRef("v1"), actor="test", reason="seed")
         app.engine.announce("prod", "broken", ReleaseRef("v2"))
         incident_id = start_incident(app)
