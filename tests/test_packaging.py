@@ -5,15 +5,13 @@ non-root user with the configuration at the mounted path."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.fixtures.wheels import ROOT, build_wheel, image_context, offline_wheels
+
 pytestmark = pytest.mark.slow
 
 
@@ -30,26 +28,12 @@ def test_the_image_runs_the_daemon_as_a_non_root_user_on_the_mounted_config() ->
 
 
 def test_the_files_the_image_copies_build_a_complete_package(tmp_path: Path) -> None:
-    copied = re.findall(r"^COPY\s+(.+?)\s+\S+\s*$", dockerfile(), re.M)
-    context = tmp_path / "context"
-    context.mkdir()
-    for line in copied:
-        for name in line.split():
-            src = ROOT / name
-            if src.is_dir():
-                shutil.copytree(src, context / name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy(src, context / name)
-    out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(context)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    wheel = next((tmp_path / "dist").glob("rollback_watchdog-*.whl"))
+    wheels = offline_wheels()
+    context = image_context(tmp_path / "context")
+    wheel = build_wheel(context, tmp_path / "dist", "--no-index", "--find-links", str(wheels))
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in (
+        "rollback_watchdog_launcher.py",
         "watchdog/cli.py",
         "watchdog/demo/demo.yaml",
         "watchdog/migrations/env.py",
@@ -59,4 +43,5 @@ def test_the_files_the_image_copies_build_a_complete_package(tmp_path: Path) -> 
     ):
         assert needed in names, needed
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "rollback-watchdog = watchdog.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    script = "rollback-watchdog = rollback_watchdog_launcher:main"
+    assert script in zipfile.ZipFile(wheel).read(entry_points).decode()
