@@ -8,6 +8,7 @@ found again when the dispatch's answer is lost, and never dispatched twice.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -17,6 +18,7 @@ from github import Auth, Github, GithubException
 from github.Workflow import Workflow
 from github.WorkflowRun import WorkflowRun
 
+from actions.workflow_check import workflow_problems
 from watchdog.clock import Clock
 from watchdog.errors import ActionFailed, ActionRetryable
 
@@ -169,6 +171,20 @@ class DeployWorkflow:
         except Exception as exc:
             raise github_error(exc, f"list deployments to {environment}", self.clock.now()) from exc
         return None
+
+    def workflow_problems(self, correlation_input: str, inputs: Iterable[str]) -> list[str]:
+        """What the workflow file on the default branch lacks for dispatches to be found again
+        (see ``actions.workflow_check``); read through the contents API."""
+        wf = self._wf()
+        try:
+            branch = self._gh.get_repo(self.repo_name).default_branch
+        except Exception as exc:
+            raise github_error(exc, f"get repository {self.repo_name}", self.clock.now()) from exc
+        text = self.read_file(wf.path, branch)
+        where = f"{self.repo_name}/{wf.path}@{branch}"
+        if text is None:
+            return [f"{where}: the workflow file does not exist"]
+        return workflow_problems(text, where, correlation_input, inputs)
 
     def read_file(self, path: str, ref: str) -> str | None:
         """A file's text at a ref through the contents API; None when it does not exist there."""

@@ -165,6 +165,23 @@ class App:
                 seeded.append(f"{svc.name}/{env}={found['tag']}")
         return seeded
 
+    def check_workflow(self) -> list[str]:
+        """At start: can a dispatched run be found again? Each problem is logged as an error with
+        what to add to the workflow; GitHub being unavailable is a warning (checked at no later
+        moment: a rollback's dispatch then relies on GitHub naming its run)."""
+        deployer = self.pipeline.deployer
+        if deployer is None:
+            return []
+        gh = self.cfg.github
+        try:
+            problems = deployer.workflow_problems(gh.correlation_input, gh.dispatch_inputs())
+        except WatchdogError as exc:
+            log.warning("cannot check the deploy workflow", workflow=gh.workflow, error=str(exc))
+            return []
+        for problem in problems:
+            log.error("deploy workflow check", workflow=gh.workflow, problem=problem)
+        return problems
+
     def close(self) -> None:
         self.http.close()
         self.store.close()
@@ -175,6 +192,7 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
     if cfg.sentry.dsn is not None:
         init_sentry(cfg.sentry.dsn.get_secret_value(), cfg.sentry.environment, __version__)
     app = App.build(cfg, clock)
+    app.check_workflow()
     seeded = app.seed_pins()
     if seeded:
         log.info("stable pins seeded from GitHub", pins=seeded)

@@ -29,7 +29,13 @@ from urllib.parse import urlsplit
 
 from watchdog import __version__
 from watchdog.clock import RealClock
-from watchdog.config import WatchdogConfig, check_config, json_schema, load_config, secret_values
+from watchdog.config import (
+    WatchdogConfig,
+    check_config,
+    json_schema,
+    load_config,
+    secret_values,
+)
 from watchdog.engine import Engine, tag_problem
 from watchdog.errors import ConfigError, InputError, StoreUnavailable, WatchdogError
 from watchdog.manifest import Migration, parse_manifest
@@ -195,6 +201,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for warning in check.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     cfg = check.config
+    if args.workflow is not None:
+        problems = _workflow_problems(args.workflow, cfg)
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if problems:
+            return EXIT_BAD_INPUT
     if cfg is None:
         print(
             f"ok: {args.file}: no problems found, but the fields its unresolved references fill "
@@ -207,6 +219,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"environments {', '.join(cfg.environments)}, source {cfg.source.kind}"
     )
     return EXIT_OK
+
+
+def _workflow_problems(path: str, cfg: WatchdogConfig | None) -> list[str]:
+    from actions.workflow_check import workflow_problems
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot be read: {exc}", argument="workflow", value=path) from exc
+    if cfg is None:
+        print(f"warning: {path}: not checked, the configuration could not be read whole", file=sys.stderr)
+        return []
+    gh = cfg.github
+    return workflow_problems(text, path, gh.correlation_input, gh.dispatch_inputs())
 
 
 def cmd_schema(_args: argparse.Namespace) -> int:
@@ -332,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict",
         action="store_true",
         help="an unset ${NAME} reference is an error, as for run (default: a warning; CI has no secrets)",
+    )
+    s.add_argument(
+        "--workflow",
+        metavar="FILE",
+        help="also check the deploy workflow file (e.g. .github/workflows/deploy.yml): it declares every "
+        "input a rollback sends and shows the correlation id in its run-name",
     )
     s.set_defaults(func=cmd_validate)
 

@@ -609,6 +609,19 @@ class GitHubConfig(Strict):
         description="After a dispatch whose answer was lost, how long to look for its run "
         "(by correlation id) before dispatching again.",
     )
+    max_dispatch_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Dispatches whose answer was lost, at most, before the step escalates (each "
+        "after dispatch_lookup_grace_s of looking for the run of the one before).",
+    )
+    dispatch_lookup_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="After a dispatch GitHub accepted without naming its run (204), how long to "
+        "look for the run by its correlation id before the step escalates: an accepted dispatch is "
+        "never repeated, and a workflow whose run-name does not carry the id is never found.",
+    )
     run_timeout_s: float = Field(default=3600.0, gt=0)
     request_timeout_s: float = Field(default=15.0, gt=0)
     request_interval_s: float = Field(
@@ -619,6 +632,13 @@ class GitHubConfig(Strict):
         ge=0,
         description="Least time between two GitHub writes: GitHub's advice against secondary rate limits.",
     )
+
+    def dispatch_inputs(self) -> list[str]:
+        """The inputs a rollback's dispatch sends: the workflow must declare each of them."""
+        names = [*self.inputs, self.correlation_input]
+        if self.migrations.enabled and self.migrations.down_input:
+            names.append(self.migrations.down_input)
+        return list(dict.fromkeys(names))
 
 
 PagerDutySeverity = Literal["critical", "error", "warning", "info"]

@@ -20,6 +20,7 @@ from actions.github import DeployWorkflow, RunInfo
 from actions.pagerduty import PagerDuty
 from actions.smoke import run_checks
 from actions.tickets import IncidentTickets, Ticket
+from actions.workflow_check import run_name_line
 from watchdog.clock import Clock
 from watchdog.config import ApprovalMode, WatchdogConfig
 from watchdog.errors import ActionFailed, ActionRetryable
@@ -436,20 +437,37 @@ class RollbackPipeline:
         _, good = self._releases(incident)
         assert good is not None
         ref, inputs = self._inputs(incident, good)
+        gh = self.cfg.github
         ev = step.evidence
+        dispatches = int(ev.get("dispatches", 0))
         if ev.get("attempted_at") is not None:
             # An earlier attempt may have reached GitHub: find its run before dispatching again.
-            found = self.deployer.find_run(incident.correlation_id)
+            found = self._look_up_run(incident, step)
             if found is not None:
                 return self._dispatched(found, ref, inputs, recovered=True)
-            if self.clock.now() - float(ev["attempted_at"]) < self.cfg.github.dispatch_lookup_grace_s:
+            if ev.get("accepted_at") is not None:
+                return None  # GitHub took the dispatch: its run shows up, it is never dispatched again
+            if self.clock.now() - float(ev["attempted_at"]) < gh.dispatch_lookup_grace_s:
                 return None
+            if dispatches >= gh.max_dispatch_attempts:
+                raise StepFailed(
+                    f"dispatched {dispatches} times without an answer from GitHub and no run carries "
+                    f"the correlation id {incident.correlation_id}: not dispatching again; check the "
+                    f"runs of {gh.workflow} by hand",
+                    {"dispatches": dispatches, "lookups": int(ev.get("lookups", 0))},
+                )
         self.store.update_step(
             step.id,
             phase=StepPhase.RUNNING,
             now=self.clock.now(),
             attempt=True,
-            evidence={"attempted_at": self.clock.now(), "ref": ref, "inputs": inputs},
+            evidence={
+                "attempted_at": self.clock.now(),
+                "ref": ref,
+                "inputs": inputs,
+                "dispatches": dispatches + 1,
+                "accepted_at": None,
+            },
         )
         try:
             run = self.deployer.dispatch(ref, inputs, details=True)
@@ -458,10 +476,37 @@ class RollbackPipeline:
                 raise
             run = self.deployer.dispatch(ref, inputs, details=False)  # server rejects return_run_details
         if run is None:
-            run = self.deployer.find_run(incident.correlation_id)
+            # 204: GitHub accepted it but did not say which run; from here on it is only looked up
+            self.store.update_step(
+                step.id,
+                phase=StepPhase.RUNNING,
+                now=self.clock.now(),
+                evidence={"accepted_at": self.clock.now()},
+            )
+            run = self._look_up_run(incident, self.store.step(incident.id, step.name))
             if run is None:
                 return None  # dispatched; the run shows up in the list shortly
         return self._dispatched(run, ref, inputs, recovered=False)
+
+    def _look_up_run(self, incident: Incident, step: Step) -> RunInfo | None:
+        """The dispatched run, found by the correlation id in its title; for a bounded time."""
+        assert self.deployer is not None
+        gh = self.cfg.github
+        lookups = int(step.evidence.get("lookups", 0))
+        accepted_at = step.evidence.get("accepted_at")
+        if accepted_at is not None and self.clock.now() - float(accepted_at) > gh.dispatch_lookup_timeout_s:
+            raise StepFailed(
+                f"GitHub accepted the dispatch of {gh.workflow} but no run carries its correlation id "
+                f"{incident.correlation_id} after {lookups} lookups in "
+                f"{self.clock.now() - float(accepted_at):.0f}s; not dispatching again. Check the runs "
+                f"by hand, and give the workflow a run-name that carries the input: "
+                f"{run_name_line(gh.correlation_input)}",
+                {"lookups": lookups, "dispatches": int(step.evidence.get("dispatches", 0))},
+            )
+        self.store.update_step(
+            step.id, phase=StepPhase.RUNNING, now=self.clock.now(), evidence={"lookups": lookups + 1}
+        )
+        return self.deployer.find_run(incident.correlation_id)
 
     @staticmethod
     def _dispatched(run: RunInfo, ref: str, inputs: dict[str, str], recovered: bool) -> dict[str, Any]:

@@ -291,6 +291,48 @@ def test_rate_limits_are_waited_out_not_escalated(
     app.close()
 
 
+def test_a_dispatch_github_took_is_never_repeated_and_escalates_when_its_run_is_not_found(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    """A workflow without a run-name carrying the correlation id, and a GitHub that answers 204:
+    the run is looked for until dispatch_lookup_timeout_s, then a human is asked; one dispatch."""
+    clock = SimClock(1_800_000_000.0)
+    nameless = dataclasses.replace(deploy_workflow(), run_name=None)
+    gh = make_github_emulator(now=clock.now, workflows=[nameless], run_details=False, **NO_REVIEWERS)
+    text = CONFIG.replace(
+        "dispatch_lookup_grace_s: 1", "dispatch_lookup_grace_s: 1\n  dispatch_lookup_timeout_s: 5"
+    )
+    app = build(tmp_path, service, gh, text, clock=clock)
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id), clock=clock)
+    assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
+    assert [ex.status for ex in dispatches(gh)] == [204] and len(gh.list_runs()) == 1
+    step = app.store.step(incident_id, "dispatch")
+    assert step.phase == StepPhase.FAILED.value and step.evidence["dispatches"] == 1
+    assert step.evidence["lookups"] >= 5 / 0.2 - 1  # one per tick for the 5 s
+    assert "run-name: deploy ${{ github.ref_name }} [${{ inputs.correlation_id }}]" in step.outcome
+    app.close()
+
+
+def test_dispatches_whose_answers_are_lost_stop_at_max_dispatch_attempts(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    clock = SimClock(1_800_000_000.0)
+    gh = make_github_emulator(now=clock.now, **NO_REVIEWERS)
+    gh.inject_drop("POST", r"/dispatches$", times=20)  # never processed: no run to find
+    text = CONFIG.replace(
+        "dispatch_lookup_grace_s: 1", "dispatch_lookup_grace_s: 1\n  max_dispatch_attempts: 2"
+    )
+    app = build(tmp_path, service, gh, text, clock=clock)
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id), clock=clock)
+    assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
+    assert len(dispatches(gh)) == 2 and gh.list_runs() == []
+    step = app.store.step(incident_id, "dispatch")
+    assert step.phase == StepPhase.FAILED.value
+    assert "dispatched 2 times without an answer" in step.outcome
+
+
 def test_states_a_crash_can_leave_are_completed_on_the_next_tick(
     tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
 ) -> None:

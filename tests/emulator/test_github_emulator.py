@@ -109,7 +109,13 @@ def test_a_dispatched_run_goes_queued_in_progress_completed_and_runs_the_hook(
         SHAS["v1.1.0"],
         "dev",
     )
-    assert context.inputs == {"environment": "dev", "correlation_id": "wd-1", "tag": "", "reason": ""}
+    assert context.inputs == {
+        "environment": "dev",
+        "correlation_id": "wd-1",
+        "tag": "",
+        "reason": "",
+        "migrate_down": "",
+    }
     [job] = run.jobs()
     assert (job.status, job.conclusion, job.head_sha) == ("completed", "success", SHAS["v1.1.0"])
 
@@ -356,7 +362,13 @@ def test_a_deploying_run_creates_a_deployment_with_statuses_for_its_environment(
         "deploy",
         "dev",
     )
-    assert newer.payload == {"environment": "dev", "correlation_id": "b", "tag": "", "reason": ""}
+    assert newer.payload == {
+        "environment": "dev",
+        "correlation_id": "b",
+        "tag": "",
+        "reason": "",
+        "migrate_down": "",
+    }
     assert [s.state for s in newer.get_statuses()] == ["success", "in_progress"]
     assert [s.state for s in older.get_statuses()] == ["inactive", "success", "in_progress"]
     assert newer.get_statuses()[0].log_url.startswith(

@@ -27,6 +27,7 @@ import operator
 import os
 import re
 import secrets
+import string
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -110,7 +111,8 @@ class WorkflowDef:
 
 
 def deploy_workflow(workflow_id: int | None = None) -> WorkflowDef:
-    """The team's ``deploy`` workflow: inputs environment, tag, correlation_id, reason; tag as the ref."""
+    """The team's ``deploy`` workflow: inputs environment, tag, correlation_id, reason and
+    migrate_down; the tag as the ref."""
     return WorkflowDef(
         name="deploy",
         path=".github/workflows/deploy.yml",
@@ -120,9 +122,56 @@ def deploy_workflow(workflow_id: int | None = None) -> WorkflowDef:
             "tag": WorkflowInput(default="", description="release tag being deployed (also the ref)"),
             "correlation_id": WorkflowInput(default="", description="shown in the run name"),
             "reason": WorkflowInput(default=""),
+            "migrate_down": WorkflowInput(default="", description="migrations to roll back, newest first"),
         },
         run_name="deploy {environment} {ref} [{correlation_id}]",
     )
+
+
+#: ``run_name`` placeholders that are not inputs, as a workflow file writes them.
+_CONTEXT_EXPRESSIONS = {
+    "ref": "github.ref_name",
+    "sha": "github.sha",
+    "workflow": "github.workflow",
+    "actor": "github.actor",
+    "run_number": "github.run_number",
+}
+
+
+def _expression(inner: str) -> str:
+    return "${{ " + inner + " }}"
+
+
+def workflow_yaml(spec: WorkflowDef) -> str:
+    """The workflow file that behaves as ``spec`` does, as the repository holds it (served by the
+    contents API at the workflow's path, so what a client reads matches how runs are named)."""
+    inputs: dict[str, Any] = {}
+    for name, decl in spec.inputs.items():
+        entry: dict[str, Any] = {"type": decl.type, "required": decl.required}
+        if decl.description:
+            entry["description"] = decl.description
+        if decl.default is not None:
+            entry["default"] = decl.default
+        if decl.options:
+            entry["options"] = list(decl.options)
+        inputs[name] = entry
+    doc: dict[str, Any] = {"name": spec.name}
+    if spec.run_name is not None:
+        parts = []
+        for text, field_name, _spec, _conv in string.Formatter().parse(spec.run_name):
+            parts.append(text)
+            if field_name is not None:
+                parts.append(_expression(_CONTEXT_EXPRESSIONS.get(field_name, f"inputs.{field_name}")))
+        doc["run-name"] = "".join(parts)
+    doc["on"] = {"workflow_dispatch": {"inputs": inputs} if inputs else None}
+    doc["jobs"] = {
+        spec.job_name: {
+            "runs-on": "ubuntu-latest",
+            "environment": _expression(f"inputs.{spec.environment_input}"),
+            "steps": [{"run": "./deploy.sh"}],
+        }
+    }
+    return json.dumps(doc, indent=2) + "\n"  # JSON is YAML, and needs no YAML writer here
 
 
 @dataclass(frozen=True)
@@ -539,6 +588,8 @@ class GitHubEmulator(HttpEmulator[_Reply]):
 
     All state sits behind one lock; each workflow run is driven by its own background thread.
     ``url`` is the base URL to hand PyGithub (``Github(base_url=emu.url, auth=Auth.Token(token))``).
+    ``run_details=False`` answers every dispatch with 204 and no run, as GitHub did before
+    ``return_run_details`` (and a GitHub Enterprise Server may still): the client must find its run.
     """
 
     service = "GitHub"
@@ -569,6 +620,7 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         html_base: str = "https://github.com",
         on_exchange: ExchangeListener | None = None,
         now: Callable[[], float] = time.time,
+        run_details: bool = True,
     ) -> None:
         super().__init__(host=host, port=port, now=now, on_exchange=on_exchange)
         self._changed = threading.Condition(self._lock)
@@ -577,6 +629,7 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         self._run_threads: list[threading.Thread] = []
         self.queue_delay = queue_delay
         self.step_delay = step_delay
+        self.run_details = run_details
         self._hook: RunHook = hook or _always_succeeds
 
         self._owner = owner
@@ -1327,7 +1380,7 @@ class GitHubEmulator(HttpEmulator[_Reply]):
             raise _HttpError(422, f"No ref found for: {ref}", doc=DISPATCH_DOCS_URL)
         inputs = self._check_inputs(workflow.spec, raw_inputs)
         run = self._create_run(workflow, ref, sha, inputs, request.login)
-        if not details:
+        if not (details and self.run_details):
             return _Reply(204, empty=True)
         return _Reply(
             200,
@@ -2195,16 +2248,18 @@ class GitHubEmulator(HttpEmulator[_Reply]):
     # ----------------------------------------------------------------------- contents
 
     def _tree_at(self, ref: str) -> dict[str, bytes]:
+        """The files at ``ref``: those given for it, over the workflow files (at every ref)."""
+        workflows = {w.spec.path: workflow_yaml(w.spec).encode() for w in self._workflows.values()}
         key = _short_ref(ref)
         if key in self._files:
-            return self._files[key]
+            return {**workflows, **self._files[key]}
         sha = self._resolve_ref(ref) or (ref if _SHA_RE.fullmatch(ref) else None)
         if sha is None:
             raise _HttpError(404, f"No commit found for the ref {ref}")
         for name, tree in self._files.items():
             if name == sha or self._resolve_ref(name) == sha:
-                return tree
-        return {}
+                return {**workflows, **tree}
+        return workflows
 
     def _content_entry(self, path: str, ref: str, data: bytes | None) -> dict[str, Any]:
         kind = "dir" if data is None else "file"
