@@ -8,7 +8,8 @@ up where the last one stopped.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -116,12 +117,35 @@ class Engine:
         self._memory: dict[int, _WatchMemory] = {}
         self.faults = 0  # exceptions caught and reported since start (each one logged and sent to Sentry)
         self.step_s = step_s if step_s is not None else cfg.tick_s
+        self._untold: list[DecisionEntry] | None = None  # entries of the open transition
 
     # ------------------------------------------------------------------ decision log
 
+    @contextmanager
+    def transition(self) -> Iterator[None]:
+        """One transition of the engine's state (a watch fails and its incident opens, a deploy event
+        becomes a watch, a watch ends and its release is pinned): its writes and its decision-log
+        entries commit together or not at all. The entries reach the logs and the reporter after
+        the commit, so nothing is announced that a crash then takes back. Nested ones join."""
+        if self._untold is not None:
+            yield
+            return
+        self._untold = []
+        try:
+            with self.store.atomic():
+                yield
+            entries = self._untold
+        finally:
+            self._untold = None
+        for entry in entries:
+            self.notify(entry)
+
     def record(self, **kw: Any) -> DecisionEntry:
         entry = self.store.log_decision(**{"at": self.clock.now(), **kw})
-        self.notify(entry)
+        if self._untold is not None:
+            self._untold.append(entry)  # told once its transition commits
+        else:
+            self.notify(entry)
         return entry
 
     def notify(self, entry: DecisionEntry) -> None:
@@ -177,7 +201,9 @@ class Engine:
             )
 
     def _consume_deploy(self, ev: DeployEvent, now: float) -> None:
-        if self.store.consume_deploy_event(ev.id, now):
+        with self.transition():  # the event is consumed only together with the watch it starts
+            if not self.store.consume_deploy_event(ev.id, now):
+                return
             migrations = (
                 None
                 if ev.migrations is None
@@ -196,48 +222,48 @@ class Engine:
         actor: str = Actor.AUTOMATIC.value,
         source: str = "cli",
     ) -> Watch:
-        policy = self.cfg.env(env)
-        release = self.store.upsert_release(env, service, ref, deployed_at)
-        stable = self.store.current_pin(env, service)
-        for old in self.store.running_watches(env, service):
-            if old.kind == WatchKind.DEPLOY.value:
-                self.store.end_watch(
+        with self.transition():
+            policy = self.cfg.env(env)
+            release = self.store.upsert_release(env, service, ref, deployed_at)
+            stable = self.store.current_pin(env, service)
+            for old in self.store.running_watches(env, service):
+                if old.kind == WatchKind.DEPLOY.value and self.store.end_watch(
                     old.id, WatchPhase.SUPERSEDED, self.clock.now(), f"superseded by the deploy of {ref.tag}"
-                )
-                self.record(
-                    env=env,
-                    service=service,
-                    kind=DecisionKind.WATCH_SUPERSEDED.value,
-                    reason=f"a newer deploy ({ref.tag}) replaced this watch",
-                    actor=actor,
-                    result=WatchPhase.SUPERSEDED.value,
-                    watch_id=old.id,
-                    from_release=self.store.release(old.release_id),
-                    to_release=release,
-                )
-        watch = self.store.create_watch(
-            env,
-            service,
-            WatchKind.DEPLOY.value,
-            release.id,
-            stable.id if stable else None,
-            deployed_at,
-            deployed_at + policy.watch_s,
-        )
-        note = "" if stable else " (no stable release is pinned: a rollback would have no target)"
-        self.record(
-            env=env,
-            service=service,
-            kind=DecisionKind.WATCH_STARTED.value,
-            reason=f"deploy of {ref.tag} announced by {source}; watching for {policy.watch_s:.0f}s{note}",
-            actor=actor,
-            result=WatchPhase.RUNNING.value,
-            watch_id=watch.id,
-            from_release=stable,
-            to_release=release,
-            evidence={"ends_at": watch.ends_at, "auto_rollback": policy.auto_rollback},
-        )
-        return watch
+                ):
+                    self.record(
+                        env=env,
+                        service=service,
+                        kind=DecisionKind.WATCH_SUPERSEDED.value,
+                        reason=f"a newer deploy ({ref.tag}) replaced this watch",
+                        actor=actor,
+                        result=WatchPhase.SUPERSEDED.value,
+                        watch_id=old.id,
+                        from_release=self.store.release(old.release_id),
+                        to_release=release,
+                    )
+            watch = self.store.create_watch(
+                env,
+                service,
+                WatchKind.DEPLOY.value,
+                release.id,
+                stable.id if stable else None,
+                deployed_at,
+                deployed_at + policy.watch_s,
+            )
+            note = "" if stable else " (no stable release is pinned: a rollback would have no target)"
+            self.record(
+                env=env,
+                service=service,
+                kind=DecisionKind.WATCH_STARTED.value,
+                reason=f"deploy of {ref.tag} announced by {source}; watching for {policy.watch_s:.0f}s{note}",
+                actor=actor,
+                result=WatchPhase.RUNNING.value,
+                watch_id=watch.id,
+                from_release=stable,
+                to_release=release,
+                evidence={"ends_at": watch.ends_at, "auto_rollback": policy.auto_rollback},
+            )
+            return watch
 
     # ------------------------------------------------------------------ the tick
 
@@ -490,14 +516,23 @@ class Engine:
         names = ", ".join(r.signal for r in failed)
         reason = "; ".join(f"{r.signal}: {r.summary}" for r in failed)
         evidence = {"failed": [r.evidence() for r in failed], "all": [r.evidence() for r in results]}
-        if watch.kind == WatchKind.POST_ROLLBACK.value:
-            still = "; ".join(f"{r.signal}: {r.slo_breach or r.summary}" for r in failed)
-            self.store.end_watch(watch.id, WatchPhase.FAILED, now, f"not recovered: {still}")
+        with self.transition():  # the failed watch, the failed release and the incident, or nothing
+            if watch.kind == WatchKind.POST_ROLLBACK.value:
+                still = "; ".join(f"{r.signal}: {r.slo_breach or r.summary}" for r in failed)
+                # the pipeline's post-rollback step sees the failed watch and escalates
+                ended = self.store.end_watch(watch.id, WatchPhase.FAILED, now, f"not recovered: {still}")
+            else:
+                ended = self.store.end_watch(watch.id, WatchPhase.FAILED, now, f"failed: {names}")
+                if ended:
+                    self._decide_rollback(watch, reason, evidence, failed[0].signal, now)
+        if ended:
             self._notify_end(watch, WatchPhase.FAILED)
-            return  # the pipeline's post-rollback step sees the failed watch and escalates
-        self.store.end_watch(watch.id, WatchPhase.FAILED, now, f"failed: {names}")
+
+    def _decide_rollback(
+        self, watch: Watch, reason: str, evidence: dict[str, Any], signal: str, now: float
+    ) -> None:
+        """The release failed its watch: mark it, and open its rollback unless the guard says no."""
         release = self.store.release(watch.release_id)
-        self._notify_end(watch, WatchPhase.FAILED)
         self.store.set_release_status(release.id, ReleaseStatus.FAILED)
         stable = self.store.current_pin(watch.env, watch.service)
         why = self._guard(watch.env, watch.service, now)
@@ -517,7 +552,7 @@ class Engine:
             watch.service,
             release.id,
             stable.id if stable else None,
-            trigger=f"signal:{failed[0].signal}",
+            trigger=f"signal:{signal}",
             reason=reason,
             actor=Actor.AUTOMATIC.value,
             now=now,
@@ -580,31 +615,32 @@ class Engine:
                 raise ValueError(f"no stable release of {service} is pinned in {env}; name one with --to")
         if target.id == bad.id:
             raise ValueError(f"{bad.tag} is already the target release")
-        if last.phase == WatchPhase.RUNNING.value:
-            self.store.end_watch(last.id, WatchPhase.ABORTED, now, f"manual rollback by {actor}")
-        self.store.set_release_status(bad.id, ReleaseStatus.FAILED)
-        incident = self.store.create_incident(
-            env,
-            service,
-            bad.id,
-            target.id,
-            trigger="manual",
-            reason=reason,
-            actor=actor,
-            now=now,
-            evidence={"requested_by": actor},
-        )
-        self.record(
-            env=env,
-            service=service,
-            kind=DecisionKind.ROLLBACK_DECIDED.value,
-            reason=f"manual rollback of {bad.tag} to {target.tag}: {reason}",
-            actor=actor,
-            result="rollback_started",
-            incident_id=incident.id,
-            from_release=bad,
-            to_release=target,
-        )
+        with self.transition():  # a second caller's incident is refused by the store and this writes nothing
+            if last.phase == WatchPhase.RUNNING.value:
+                self.store.end_watch(last.id, WatchPhase.ABORTED, now, f"manual rollback by {actor}")
+            self.store.set_release_status(bad.id, ReleaseStatus.FAILED)
+            incident = self.store.create_incident(
+                env,
+                service,
+                bad.id,
+                target.id,
+                trigger="manual",
+                reason=reason,
+                actor=actor,
+                now=now,
+                evidence={"requested_by": actor},
+            )
+            self.record(
+                env=env,
+                service=service,
+                kind=DecisionKind.ROLLBACK_DECIDED.value,
+                reason=f"manual rollback of {bad.tag} to {target.tag}: {reason}",
+                actor=actor,
+                result="rollback_started",
+                incident_id=incident.id,
+                from_release=bad,
+                to_release=target,
+            )
         return incident.id
 
     def _unseen(self, watch: Watch, results: list[SignalResult], now: float) -> dict[str, str]:
@@ -639,27 +675,35 @@ class Engine:
         evidence = {"final": [r.evidence() for r in results], "unseen": unseen}
         if watch.kind == WatchKind.POST_ROLLBACK.value:
             phase = WatchPhase.INCONCLUSIVE if unseen else WatchPhase.SUCCESSFUL
-            self.store.end_watch(watch.id, phase, now, "recovered" if not unseen else f"not seen: {unseen}")
-            self._notify_end(watch, phase)
+            summary = "recovered" if not unseen else f"not seen: {unseen}"
+            if self.store.end_watch(watch.id, phase, now, summary):
+                self._notify_end(watch, phase)
             return
         if not unseen:
-            self.store.end_watch(watch.id, WatchPhase.SUCCESSFUL, now, "healthy for the whole watch")
-            self._notify_end(watch, WatchPhase.SUCCESSFUL)
-            self._promote(watch, release, evidence, now)
+            with self.transition():  # the watch ends with its release pinned, or not at all
+                ended = self.store.end_watch(
+                    watch.id, WatchPhase.SUCCESSFUL, now, "healthy for the whole watch"
+                )
+                if ended:
+                    self._promote(watch, release, evidence, now)
+            if ended:
+                self._notify_end(watch, WatchPhase.SUCCESSFUL)
             return
         # A release nobody could observe is never promoted: missing data is not evidence.
         why = "; ".join(f"{k}: {v}" for k, v in unseen.items())
         extended = watch.ends_at - watch.started_at > policy.watch_s + 1e-6
         if policy.on_inconclusive == "extend" and not extended:
-            self.store.extend_watch(watch.id, now + policy.watch_s)
-            self._record(
-                watch,
-                DecisionKind.INCONCLUSIVE.value,
-                f"watch of {release.tag} saw too little ({why}); watching {policy.watch_s:.0f}s more, once",
-                "extended",
-                to_release=release,
-                evidence=evidence,
-            )
+            with self.transition():
+                self.store.extend_watch(watch.id, now + policy.watch_s)
+                self._record(
+                    watch,
+                    DecisionKind.INCONCLUSIVE.value,
+                    f"watch of {release.tag} saw too little ({why}); "
+                    f"watching {policy.watch_s:.0f}s more, once",
+                    "extended",
+                    to_release=release,
+                    evidence=evidence,
+                )
             return
         paging = policy.on_inconclusive in ("page", "extend")
         then = "held for a human; oncall paged" if paging else "held for a human"
@@ -672,16 +716,19 @@ class Engine:
                 watch,
                 {"unseen": unseen},
             )
-        self.store.end_watch(watch.id, WatchPhase.INCONCLUSIVE, now, f"not seen: {why}")
-        self._record(
-            watch,
-            DecisionKind.INCONCLUSIVE.value,
-            f"watch of {release.tag} ended inconclusive: {why}; the release is {then}",
-            WatchPhase.INCONCLUSIVE.value,
-            to_release=release,
-            evidence=evidence,
-        )
-        self._notify_end(watch, WatchPhase.INCONCLUSIVE)
+        with self.transition():
+            ended = self.store.end_watch(watch.id, WatchPhase.INCONCLUSIVE, now, f"not seen: {why}")
+            if ended:
+                self._record(
+                    watch,
+                    DecisionKind.INCONCLUSIVE.value,
+                    f"watch of {release.tag} ended inconclusive: {why}; the release is {then}",
+                    WatchPhase.INCONCLUSIVE.value,
+                    to_release=release,
+                    evidence=evidence,
+                )
+        if ended:
+            self._notify_end(watch, WatchPhase.INCONCLUSIVE)
 
     def _promote(self, watch: Watch, release: Release, evidence: dict[str, Any], now: float) -> None:
         policy = self.cfg.env(watch.env)
@@ -731,18 +778,19 @@ class Engine:
                 argument="tag",
                 value=ref.tag,
             )
-        now = self.clock.now()
-        release = self.store.upsert_release(env, service, ref, now, status=ReleaseStatus.STABLE)
-        previous = self.store.current_pin(env, service)
-        self.store.pin(env, service, release.id, now, actor, reason)
-        self.record(
-            env=env,
-            service=service,
-            kind=DecisionKind.PIN.value,
-            reason=reason,
-            actor=actor,
-            result="pinned",
-            from_release=previous,
-            to_release=release,
-        )
-        return release
+        with self.transition():
+            now = self.clock.now()
+            release = self.store.upsert_release(env, service, ref, now, status=ReleaseStatus.STABLE)
+            previous = self.store.current_pin(env, service)
+            self.store.pin(env, service, release.id, now, actor, reason)
+            self.record(
+                env=env,
+                service=service,
+                kind=DecisionKind.PIN.value,
+                reason=reason,
+                actor=actor,
+                result="pinned",
+                from_release=previous,
+                to_release=release,
+            )
+            return release

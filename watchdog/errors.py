@@ -52,6 +52,10 @@ class StoreError(WatchdogError):
     """The store refused an operation (e.g. an attempt to change the append-only decision log)."""
 
 
+class RollbackInProgress(StoreError, ValueError):
+    """A rollback of this service in this environment is open already: a second is never opened."""
+
+
 class StoreUnavailable(WatchdogError):
     """The store cannot be opened, reached or written: a missing SQLite file (a read never creates
     one), a database that is down or refuses the login, a schema this version cannot read. The

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from watchdog.errors import StoreError
+from watchdog.errors import RollbackInProgress, StoreError
 from watchdog.manifest import Migration
 from watchdog.phases import ReleaseStatus, StepPhase
 from watchdog.store import ReleaseRef, Store
@@ -23,7 +23,7 @@ def test_migrations_are_idempotent_and_use_wal(store: Store) -> None:
     store.migrate()
     with store.engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        assert c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
 
 
 def test_a_store_from_the_previous_release_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -86,3 +86,30 @@ def test_deploy_events_are_consumed_once(store: Store) -> None:
     assert store.consume_deploy_event(ev.id, 2.0) is True
     assert store.consume_deploy_event(ev.id, 3.0) is False
     assert store.pending_deploy_events() == []
+
+
+def test_an_upgrade_keeps_one_open_incident_per_service(tmp_path: Path) -> None:
+    """Stores written before 0003 may hold racing duplicates: the oldest stays open, the others go
+    to a human (escalated); then the database refuses a second open incident."""
+    old = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    old.migrate("0002")
+    with old.engine.begin() as c:
+        c.exec_driver_sql(
+            "INSERT INTO releases (env, service, tag, status, created_at) "
+            "VALUES ('prod', 's', 'v2', 'failed', 1)"
+        )
+        for n, phase in enumerate(["running", "watching", "running", "resolved"]):
+            c.exec_driver_sql(
+                "INSERT INTO incidents (env, service, from_release_id, trigger, reason, actor, "
+                f"correlation_id, phase, created_at, evidence) VALUES ('prod', 's', 1, 'manual', 'r', 'a', "
+                f"'wd-{n}', '{phase}', {n}, '{{}}')"
+            )
+    old.close()
+    store = Store.open(f"sqlite:///{tmp_path / 'old.db'}")
+    assert [(i.correlation_id, i.phase) for i in store.open_incidents()] == [("wd-0", "running")]
+    with store.session() as s:
+        phases = dict(s.execute(sa.text("SELECT correlation_id, phase FROM incidents")).all())
+    assert phases == {"wd-0": "running", "wd-1": "escalated", "wd-2": "escalated", "wd-3": "resolved"}
+    with pytest.raises(RollbackInProgress):
+        store.create_incident("prod", "s", 1, None, "manual", "r", "a", 9.0, {})
+    store.close()

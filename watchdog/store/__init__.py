@@ -11,6 +11,7 @@ import re
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,11 +23,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from watchdog.errors import StoreError, StoreUnavailable
+from watchdog.errors import RollbackInProgress, StoreError, StoreUnavailable
 from watchdog.manifest import Migration, manifest_to_json
 from watchdog.observability import has_secrets, redact
 from watchdog.phases import DecisionKind, IncidentPhase, ReleaseStatus, StepPhase, WatchKind, WatchPhase
@@ -40,6 +43,9 @@ from watchdog.store.models import (
     VerdictRow,
     Watch,
 )
+
+#: The index that holds one open incident per environment and service (migration 0003).
+OPEN_INCIDENT_INDEX = "uq_open_incident"
 
 __all__ = [
     "DecisionEntry",
@@ -201,6 +207,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self._session, "before_flush", _scrub_secrets)
+        self._current: ContextVar[Session | None] = ContextVar(f"store-{id(self)}", default=None)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -268,8 +275,28 @@ class Store:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        """A transaction of its own, or, inside :meth:`atomic`, the one already open."""
+        joined = self._current.get()
+        if joined is not None:
+            yield joined
+            return
         with self._session.begin() as s:
             yield s
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Every store call inside commits together, or none does: a transition and its decision-log
+        entries are written in one transaction, so a crash at any line leaves all or nothing.
+        Nested blocks join the outermost. Keep outside calls (HTTP) out of it: it holds the lock."""
+        if self._current.get() is not None:
+            yield
+            return
+        with self._session.begin() as s:
+            token = self._current.set(s)
+            try:
+                yield
+            finally:
+                self._current.reset(token)
 
     # ------------------------------------------------------------------ releases and pins
 
@@ -281,28 +308,24 @@ class Store:
         now: float,
         status: ReleaseStatus = ReleaseStatus.DEPLOYED,
     ) -> Release:
-        """The release row for (env, service, tag); fills in SHA/run/URL it did not know yet."""
+        """The release row for (env, service, tag); fills in SHA/run/URL it did not know yet.
+
+        Created with ``INSERT … ON CONFLICT DO NOTHING``: callers racing on their own connections
+        get the same row, and a transaction around it stays usable (no failed insert to catch)."""
         with self.session() as s:
+            insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+            s.execute(
+                insert(Release)
+                .values(env=env, service=service, tag=ref.tag, status=status.value, created_at=now)
+                .on_conflict_do_nothing(index_elements=["env", "service", "tag"])
+            )
             row = s.scalar(sa.select(Release).filter_by(env=env, service=service, tag=ref.tag))
-            if row is None:
-                row = Release(
-                    env=env,
-                    service=service,
-                    tag=ref.tag,
-                    sha=ref.sha,
-                    run_id=ref.run_id,
-                    build_url=ref.build_url,
-                    status=status.value,
-                    created_at=now,
-                    migrations=manifest_to_json(ref.migrations),
-                )
-                s.add(row)
-            else:
-                row.sha = ref.sha or row.sha
-                row.run_id = ref.run_id or row.run_id
-                if ref.migrations is not None:
-                    row.migrations = manifest_to_json(ref.migrations)
-                row.build_url = ref.build_url or row.build_url
+            assert row is not None
+            row.sha = ref.sha or row.sha
+            row.run_id = ref.run_id or row.run_id
+            if ref.migrations is not None:
+                row.migrations = manifest_to_json(ref.migrations)
+            row.build_url = ref.build_url or row.build_url
             s.flush()
             return row
 
@@ -433,10 +456,16 @@ class Store:
                 q = q.filter_by(service=service)
             return list(s.scalars(q.order_by(Watch.id)))
 
-    def end_watch(self, watch_id: int, phase: WatchPhase, now: float, summary: str) -> None:
+    def end_watch(self, watch_id: int, phase: WatchPhase, now: float, summary: str) -> bool:
+        """End a running watch; False (and nothing written) when it is not running any more: another
+        replica or an earlier tick ended it first (a compare-and-set on its phase)."""
         with self.session() as s:
-            row = _get(s, Watch, watch_id)
-            row.phase, row.ended_at, row.summary = phase.value, now, summary
+            res = s.execute(
+                sa.update(Watch)
+                .where(Watch.id == watch_id, Watch.phase == WatchPhase.RUNNING.value)
+                .values(phase=phase.value, ended_at=now, summary=summary)
+            )
+            return bool(getattr(res, "rowcount", 0) == 1)
 
     def extend_watch(self, watch_id: int, ends_at: float) -> None:
         """Let a running watch go on until ``ends_at`` (an inconclusive watch, extended once)."""
@@ -491,23 +520,32 @@ class Store:
         now: float,
         evidence: dict[str, Any],
     ) -> Incident:
-        with self.session() as s:
-            row = Incident(
-                env=env,
-                service=service,
-                from_release_id=from_release_id,
-                to_release_id=to_release_id,
-                trigger=trigger,
-                reason=reason,
-                actor=actor,
-                correlation_id=f"wd-{secrets.token_hex(6)}",
-                phase=IncidentPhase.RUNNING.value,
-                created_at=now,
-                evidence=evidence,
-            )
-            s.add(row)
-            s.flush()
-            return row
+        """Open an incident: a compare-and-set, since the database holds at most one open incident
+        per environment and service (a partial unique index). Raises ``RollbackInProgress`` when
+        one is open, also when another caller opened it an instant before."""
+        try:
+            with self.session() as s:
+                row = Incident(
+                    env=env,
+                    service=service,
+                    from_release_id=from_release_id,
+                    to_release_id=to_release_id,
+                    trigger=trigger,
+                    reason=reason,
+                    actor=actor,
+                    correlation_id=f"wd-{secrets.token_hex(6)}",
+                    phase=IncidentPhase.RUNNING.value,
+                    created_at=now,
+                    evidence=evidence,
+                )
+                s.add(row)
+                s.flush()
+                return row
+        except IntegrityError as exc:
+            cause = str(exc.orig)
+            if OPEN_INCIDENT_INDEX not in cause and "incidents.env, incidents.service" not in cause:
+                raise
+            raise RollbackInProgress(f"a rollback of {service} in {env} is already in progress") from exc
 
     def incident(self, incident_id: int) -> Incident:
         with self.session() as s:

@@ -8,8 +8,22 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: The condition of an open incident (neither resolved nor escalated), as SQL.
+OPEN_INCIDENT = "phase NOT IN ('resolved', 'escalated')"
 
 
 class Base(DeclarativeBase):
@@ -112,6 +126,17 @@ class Incident(Base):
     """One rollback: from the bad release to the pinned stable one, through the pipeline steps."""
 
     __tablename__ = "incidents"
+    #: At most one open incident per environment and service, held by the database itself.
+    __table_args__ = (
+        Index(
+            "uq_open_incident",
+            "env",
+            "service",
+            unique=True,
+            sqlite_where=text(OPEN_INCIDENT),
+            postgresql_where=text(OPEN_INCIDENT),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     env: Mapped[str] = mapped_column(String(32))
