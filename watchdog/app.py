@@ -182,6 +182,12 @@ class App:
             log.error("deploy workflow check", workflow=gh.workflow, problem=problem)
         return problems
 
+    def stop(self) -> None:
+        """Stop between units of work: a running tick ends after its current watch or step, which
+        is persisted; nothing new starts."""
+        self.engine.stopping.set()
+        self.pipeline.stopping.set()
+
     def close(self) -> None:
         self.http.close()
         self.store.close()
@@ -221,7 +227,9 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
     try:
         stop.wait()
     finally:
-        scheduler.shutdown(wait=True)
+        log.info("daemon stopping: the work in hand finishes, the rest resumes at the next start")
+        app.stop()
+        scheduler.shutdown(wait=True)  # the tick running ends after its current step
         app.close()
         log.info("daemon stopped")
 

@@ -17,6 +17,7 @@ import datetime as dt
 import getpass
 import json
 import math
+import os
 import re
 import signal
 import sys
@@ -312,8 +313,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     configure_logging(args.log_format, args.log_level)
     stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():  # the second: leave now; the store has every step that finished
+            print(f"rollback-watchdog: {signal.Signals(signum).name} again, exiting at once", file=sys.stderr)
+            os._exit(128 + signum)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     run_daemon(cfg, RealClock(), stop)
     return EXIT_OK
 

@@ -8,6 +8,7 @@ up where the last one stopped.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -118,6 +119,8 @@ class Engine:
         self.faults = 0  # exceptions caught and reported since start (each one logged and sent to Sentry)
         self.step_s = step_s if step_s is not None else cfg.tick_s
         self._untold: list[DecisionEntry] | None = None  # entries of the open transition
+        #: Set to stop between units of work (SIGTERM): the one running finishes and is persisted.
+        self.stopping = threading.Event()
 
     # ------------------------------------------------------------------ decision log
 
@@ -279,6 +282,8 @@ class Engine:
         now = self.clock.now()
         self._consume_deploys(now)
         for watch in self.store.running_watches():
+            if self.stopping.is_set():
+                return
             if not self._guarded(
                 "watch evaluation failed",
                 partial(self._evaluate, watch, now),
@@ -290,6 +295,8 @@ class Engine:
         if self.pipeline is not None:
             pipeline = self.pipeline
             for incident in self.store.open_incidents():
+                if self.stopping.is_set():
+                    return
                 self._guarded(
                     "rollback step failed",
                     partial(pipeline.advance, incident.id),

@@ -9,6 +9,7 @@ by its correlation id.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -87,6 +88,8 @@ class RollbackPipeline:
         self.pager = pager
         self.smoke_retry_delay_s = smoke_retry_delay_s
         self._not_before: dict[int, float] = {}
+        #: Set to stop between steps (SIGTERM): the running step finishes and is persisted first.
+        self.stopping = threading.Event()
 
     # ------------------------------------------------------------------ driver
 
@@ -98,6 +101,8 @@ class RollbackPipeline:
         if incident.phase in (IncidentPhase.ESCALATED.value, IncidentPhase.RESOLVED.value):
             return
         for name in STEPS:
+            if self.stopping.is_set():
+                return  # the next start resumes from the store
             step = self.store.step(incident.id, name)
             if step.phase == StepPhase.SUCCESSFUL.value:
                 continue
