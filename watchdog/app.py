@@ -22,6 +22,7 @@ from watchdog.clock import Clock
 from watchdog.config import WatchdogConfig, secret_values
 from watchdog.engine import Engine, Reporter
 from watchdog.errors import WatchdogError
+from watchdog.leader import Leadership
 from watchdog.observability import init_sentry, register_secrets, report_exception
 from watchdog.phases import Actor
 from watchdog.pipeline import RollbackPipeline
@@ -198,11 +199,29 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
     if cfg.sentry.dsn is not None:
         init_sentry(cfg.sentry.dsn.get_secret_value(), cfg.sentry.environment, __version__)
     app = App.build(cfg, clock)
+    leadership = Leadership(app.store, clock, cfg.store.lease_ttl_s)
+    try:
+        if app.store.engine.dialect.name == "sqlite":
+            leadership.claim_sole()  # one daemon per SQLite file: a second refuses to start
+        else:
+            leadership.hold()
+    except BaseException:
+        app.close()
+        raise
     app.check_workflow()
-    seeded = app.seed_pins()
-    if seeded:
-        log.info("stable pins seeded from GitHub", pins=seeded)
+    if leadership.leading:
+        seeded = app.seed_pins()
+        if seeded:
+            log.info("stable pins seeded from GitHub", pins=seeded)
     scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(
+        _safe_renew(leadership),
+        "interval",
+        seconds=cfg.store.lease_ttl_s / 3,
+        id="lease",
+        max_instances=1,
+        coalesce=True,
+    )
     if isinstance(app.source, ScrapeSource):
         assert cfg.source.scrape is not None
         scheduler.add_job(
@@ -214,7 +233,12 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
             coalesce=True,
         )
     scheduler.add_job(
-        _safe_tick(app.engine), "interval", seconds=cfg.tick_s, id="tick", max_instances=1, coalesce=True
+        _safe_tick(app.engine, leadership),
+        "interval",
+        seconds=cfg.tick_s,
+        id="tick",
+        max_instances=1,
+        coalesce=True,
     )
     scheduler.start()
     log.info(
@@ -223,6 +247,8 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
         source=cfg.source.kind,
         tick_s=cfg.tick_s,
         store=app.store.engine.url.render_as_string(hide_password=True),
+        holder=leadership.holder,
+        leading=leadership.leading,
     )
     try:
         stop.wait()
@@ -230,15 +256,28 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
         log.info("daemon stopping: the work in hand finishes, the rest resumes at the next start")
         app.stop()
         scheduler.shutdown(wait=True)  # the tick running ends after its current step
+        leadership.release()
         app.close()
         log.info("daemon stopped")
 
 
-def _safe_tick(engine: Engine) -> Callable[[], None]:
+def _safe_tick(engine: Engine, leadership: Leadership) -> Callable[[], None]:
     def tick() -> None:
+        if not leadership.leading:
+            return  # a standby only scrapes
         try:
             engine.tick()
         except Exception as exc:  # a tick must never kill the daemon; the next tick tries again
             report_exception(log, "tick failed", exc)
 
     return tick
+
+
+def _safe_renew(leadership: Leadership) -> Callable[[], None]:
+    def renew() -> None:
+        try:
+            leadership.hold()
+        except Exception as exc:  # the store is down: the lease runs out, the fence holds
+            report_exception(log, "lease renewal failed", exc)
+
+    return renew

@@ -677,6 +677,12 @@ class IncidentsConfig(Strict):
 
 class StoreConfig(Strict):
     url: str = Field(default="sqlite:///watchdog.db", description="SQLAlchemy URL (sqlite or postgresql).")
+    lease_ttl_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Replicas on one PostgreSQL store: the leader renews its lease every third of "
+        "this; a standby takes over at most this long after the leader stopped renewing.",
+    )
 
 
 class SentryConfig(Strict):

@@ -56,6 +56,10 @@ class RollbackInProgress(StoreError, ValueError):
     """A rollback of this service in this environment is open already: a second is never opened."""
 
 
+class LeaseLost(StoreError):
+    """This replica's lease was taken over: it is a standby now and writes nothing."""
+
+
 class StoreUnavailable(WatchdogError):
     """The store cannot be opened, reached or written: a missing SQLite file (a read never creates
     one), a database that is down or refuses the login, a schema this version cannot read. The

@@ -857,3 +857,17 @@ def test_the_module_runs_standalone(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_request_cut_off_mid_body_is_not_handled(github_emulator: GitHubEmulator) -> None:
+    """A client killed while sending: the server never saw a whole request, so nothing happens."""
+    host, port = github_emulator.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            b"POST /repos/acme/stamps/actions/workflows/deploy.yml/dispatches HTTP/1.1\r\n"
+            b"Host: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            b'{"ref": "v1'
+        )
+        conn.shutdown(socket.SHUT_WR)  # the rest never comes
+        assert conn.recv(1024) == b""  # the server closed without an answer: its handler is done
+    assert github_emulator.requests("POST") == [] and github_emulator.list_runs() == []

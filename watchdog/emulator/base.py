@@ -411,7 +411,13 @@ class EmulatorHandler(BaseHTTPRequestHandler):
     def serve(self) -> None:
         emulator = cast(_Server, self.server).emulator
         length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
+        try:
+            body = self.rfile.read(length) if length > 0 else b""
+        except OSError:
+            body = b""
+        if len(body) < length:  # the client went away mid-request: nothing arrived to handle
+            self.close_connection = True
+            return
         exchange = emulator._handle(self.command, self.path, dict(self.headers.items()), body)
         if exchange.dropped or exchange.status is None:
             self.close_connection = True

@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from watchdog.errors import RollbackInProgress, StoreError, StoreUnavailable
+from watchdog.errors import LeaseLost, RollbackInProgress, StoreError, StoreUnavailable
 from watchdog.manifest import Migration, manifest_to_json
 from watchdog.observability import has_secrets, redact
 from watchdog.phases import DecisionKind, IncidentPhase, ReleaseStatus, StepPhase, WatchKind, WatchPhase
@@ -37,6 +37,7 @@ from watchdog.store.models import (
     DecisionEntry,
     DeployEvent,
     Incident,
+    Lease,
     Pin,
     Release,
     Step,
@@ -208,6 +209,8 @@ class Store:
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self._session, "before_flush", _scrub_secrets)
         self._current: ContextVar[Session | None] = ContextVar(f"store-{id(self)}", default=None)
+        self._fence: tuple[str, str, int] | None = None  # (lease, holder, token) every commit checks
+        event.listen(self._session, "before_commit", self._check_fence)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -297,6 +300,74 @@ class Store:
                 yield
             finally:
                 self._current.reset(token)
+
+    # ------------------------------------------------------------------ leadership
+
+    def acquire_lease(
+        self, name: str, holder: str, now: float, ttl_s: float, *, force: bool = False
+    ) -> int | None:
+        """Take or renew the lease ``name`` for ``holder`` until ``now + ttl_s``: a compare-and-set
+        that succeeds when the lease is free, expired, already the holder's, or ``force``d (its
+        holder is known to be dead). Returns the tenure's fencing token, None when another holds it.
+        The token goes up with each new tenure, never with a renewal."""
+        with self.session() as s:
+            s.info["unfenced"] = True  # the lease itself is what the fence guards
+            insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+            s.execute(
+                insert(Lease)
+                .values(name=name, holder="", token=0, acquired_at=0.0, expires_at=0.0)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+            renewal = sa.and_(Lease.holder == holder, Lease.expires_at >= now)
+            free = sa.or_(renewal, Lease.expires_at < now, sa.true() if force else sa.false())
+            s.execute(
+                sa.update(Lease)
+                .where(Lease.name == name, free)
+                .values(
+                    holder=holder,
+                    token=sa.case((renewal, Lease.token), else_=Lease.token + 1),
+                    acquired_at=sa.case((renewal, Lease.acquired_at), else_=now),
+                    expires_at=now + ttl_s,
+                )
+            )
+            row = s.get(Lease, name, populate_existing=True)
+            assert row is not None
+            return row.token if row.holder == holder else None
+
+    def lease(self, name: str) -> Lease | None:
+        with self.session() as s:
+            s.info["unfenced"] = True
+            return s.get(Lease, name)
+
+    def release_lease(self, name: str, holder: str, now: float) -> None:
+        """Give the lease up at a clean stop, so a standby takes over at once."""
+        with self.session() as s:
+            s.info["unfenced"] = True
+            s.execute(
+                sa.update(Lease)
+                .where(Lease.name == name, Lease.holder == holder)
+                .values(expires_at=now - 1e-3)
+            )
+
+    def fence(self, name: str, holder: str, token: int | None) -> None:
+        """From now on every transaction of this store commits only while ``holder`` still holds
+        ``name`` with ``token`` (None: no fence). A leader that lost its lease, paused or cut off,
+        cannot write after a standby took over: its commit is refused with ``LeaseLost``."""
+        self._fence = None if token is None else (name, holder, token)
+
+    def _check_fence(self, session: Session) -> None:
+        fence = self._fence
+        if fence is None or session.info.pop("unfenced", False):
+            return
+        name, holder, token = fence
+        # FOR SHARE (PostgreSQL): a takeover's update waits until this transaction is over, so a write
+        # either commits before the new tenure or not at all. SQLite serialises writers anyway.
+        now = session.execute(
+            sa.select(Lease.holder, Lease.token).where(Lease.name == name).with_for_update(read=True)
+        ).one_or_none()
+        if now is None or tuple(now) != (holder, token):
+            who = f"{now[0]} (token {now[1]})" if now is not None else "nobody"
+            raise LeaseLost(f"lease {name} of {holder} (token {token}) is now held by {who}: not writing")
 
     # ------------------------------------------------------------------ releases and pins
 

@@ -196,3 +196,16 @@ class DecisionEntry(Base):
     result: Mapped[str] = mapped_column(String(64))
     watch_id: Mapped[int | None] = mapped_column(Integer)
     incident_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class Lease(Base):
+    """Who leads (one row per lease name): the replica whose ``holder`` it is acts until
+    ``expires_at``; ``token`` goes up with every new tenure, and the leader's writes check it."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(256))
+    token: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
