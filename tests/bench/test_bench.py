@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,8 +35,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_results_follow_the_format_one_per_scenario(corpus: Path) -> None:
-    doc = run_bench(corpus, "watchdog", jobs=1)
+@pytest.fixture(scope="module")
+def watchdog_results(corpus: Path) -> dict[str, Any]:
+    """The watchdog over the corpus, once for the tests that only read its results."""
+    return run_bench(corpus, "watchdog", jobs=2)
+
+
+def test_results_follow_the_format_one_per_scenario(corpus: Path, watchdog_results: dict[str, Any]) -> None:
+    doc = watchdog_results
     assert doc["format"] == 1 and doc["detector"] == "watchdog" and doc["cpu_s"] > 0
     names = {json.loads((d / "meta.json").read_text())["name"] for d in corpus.iterdir()}
     assert {r["scenario"] for r in doc["results"]} == names
@@ -50,18 +57,17 @@ def test_results_follow_the_format_one_per_scenario(corpus: Path) -> None:
     assert all(v == "rollback" for k, v in decisions.items() if k.startswith("probe_hard"))
 
 
-def test_the_detector_path_never_reads_the_truth(corpus: Path, tmp_path: Path) -> None:
+def test_the_detector_path_never_reads_the_truth(
+    corpus: Path, tmp_path: Path, watchdog_results: dict[str, Any]
+) -> None:
     blind = tmp_path / "blind"
     shutil.copytree(corpus, blind)
     for truth in blind.glob("*/truth.json"):
         truth.unlink()
-    with_truth = {
-        r["scenario"]: (r["decision"], r["decided_at"])
-        for r in run_bench(corpus, "watchdog", jobs=1)["results"]
-    }
+    with_truth = {r["scenario"]: (r["decision"], r["decided_at"]) for r in watchdog_results["results"]}
     without = {
         r["scenario"]: (r["decision"], r["decided_at"])
-        for r in run_bench(blind, "watchdog", jobs=1)["results"]
+        for r in run_bench(blind, "watchdog", jobs=2)["results"]
     }
     assert with_truth == without
     oracle = run_bench(blind, "oracle", jobs=1)["results"]
