@@ -24,7 +24,7 @@ from watchdog.emulator.github import GitHubEmulator, RunContext
 pytestmark = pytest.mark.slow
 
 TOKEN = "ghp_daemontesttoken00000000000000000000"
-CONFIG = daemon_config(0.5, 3)
+CONFIG = daemon_config(0.5, 3, min_coverage=0.3)  # a 3 s post-rollback watch on wall time
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

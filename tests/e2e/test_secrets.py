@@ -51,7 +51,12 @@ EXTRA = """    dampening:
     signals:
       - {name: healthcheck, kind: probe, probe: {metric: probe_success, match: {probe: health}}, k: 2, n: 3}
 environments:
-  prod: {approval: none, watch_s: 60, post_rollback_watch_s: 1.5, undo_dampening_on_escalation: false}
+  prod:
+    approval: none
+    watch_s: 60
+    post_rollback_watch_s: 1.5
+    min_coverage: 0.3
+    undo_dampening_on_escalation: false
 incidents:
   pagerduty:
     events_url: ${PD}
@@ -67,9 +72,9 @@ def config_text() -> str:
     )
     assert text != CONFIG
     # CONFIG's own environments block gives way to EXTRA's
-    head, _, tail = text.partition(
-        "environments:\n  prod: {approval: none, watch_s: 60, post_rollback_watch_s: 1.5}\n"
-    )
+    block = CONFIG[CONFIG.index("environments:\n") : CONFIG.index("services:\n")]
+    head, found, tail = text.partition(block)
+    assert found, "CONFIG's environments block moved"
     return head + tail + EXTRA
 
 
