@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fixtures.daemon import daemon_config, wait_for
+from tests.fixtures.daemon import daemon_config, run_cli, start_daemon, wait_for
 from watchdog.clock import RealClock
 from watchdog.demo.service import ServiceProcess
 from watchdog.demo.traffic import Target, TrafficGenerator
@@ -60,36 +59,13 @@ def test_sigkill_at_every_step_still_gives_one_dispatch_and_a_complete_log(
         }
 
         def cli(*args: str) -> None:
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "watchdog",
-                    *args,
-                    "-c",
-                    str(config),
-                    "--env",
-                    "prod",
-                    "--service",
-                    "stamps-api",
-                ],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=60,
-            )
+            out = run_cli(config, env, *args)
             assert out.returncode == 0, out.stderr
 
         daemon_log = tmp_path / "daemon.log"
 
         def start() -> subprocess.Popen[bytes]:
-            with daemon_log.open("ab") as sink:  # every life of the daemon, for the failure's story
-                return subprocess.Popen(
-                    [sys.executable, "-m", "watchdog", "run", "-c", str(config), "--log-format", "json"],
-                    stdout=subprocess.DEVNULL,
-                    stderr=sink,
-                    env=env,
-                )
+            return start_daemon(config, env, daemon_log)
 
         cli("pin", "--tag", "v1.0.0", "--sha", "1" * 40, "--reason", "last good", "--actor", "alice")
         traffic = TrafficGenerator([Target(canary.url, 1.0)], 30.0, RealClock(), np.random.default_rng(2))

@@ -11,14 +11,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.fixtures.daemon import daemon_config, wait_for
+from tests.fixtures.daemon import daemon_config, run_cli, start_daemon, wait_for
 from tests.fixtures.postgres import run_postgres
 from watchdog.clock import RealClock
 from watchdog.demo.service import ServiceProcess
@@ -39,41 +39,16 @@ CONFIG = daemon_config(0.3, 4, approval="auto", pagerduty=True, min_coverage=0.5
 )
 
 
-def start(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as sink:
-        return subprocess.Popen(
-            [sys.executable, "-m", "watchdog", "run", "-c", str(config), "--log-format", "json"],
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-            env=env,
-        )
-
-
-def cli(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "watchdog",
-        *args,
-        "-c",
-        str(config),
-        "--env",
-        "prod",
-        "--service",
-        "stamps-api",
-    ]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
-
-
 def test_the_standby_takes_over_a_rollback_when_the_leader_dies(
     tmp_path: Path,
     make_github_emulator: Callable[..., GitHubEmulator],
     pagerduty_emulator: PagerDutyEmulator,
 ) -> None:
     with run_postgres() as url, ServiceProcess("v1.1.0", "canary", seed=17) as canary:
+        leader_dead = threading.Event()
 
         def deploy(ctx: RunContext) -> bool:
-            time.sleep(1.0)  # the run takes a moment: the leader dies while following it
+            leader_dead.wait(60)  # the run goes on once the leader that dispatched it is gone
             canary.restart(ctx.ref)
             return True
 
@@ -89,7 +64,7 @@ def test_the_standby_takes_over_a_rollback_when_the_leader_dies(
             "PD": pagerduty_emulator.url,
             "PD_KEY": ROUTING_KEY,
         }
-        pinned = cli(
+        pinned = run_cli(
             config, env, "pin", "--tag", "v1.0.0", "--sha", "1" * 40, "--reason", "good", "--actor", "al"
         )
         assert pinned.returncode == 0, pinned.stderr
@@ -97,14 +72,16 @@ def test_the_standby_takes_over_a_rollback_when_the_leader_dies(
         traffic.start()
         store = Store(url)
         logs = [tmp_path / "a.log", tmp_path / "b.log"]
-        replicas = [start(config, env, logs[0])]
+        replicas = [start_daemon(config, env, logs[0])]
         wait_for(lambda: store.lease(LEASE) is not None and store.lease(LEASE).token >= 1, 60, "a leader")
-        replicas.append(start(config, env, logs[1]))
+        replicas.append(start_daemon(config, env, logs[1]))
         try:
             wait_for(lambda: "standing by" in logs[1].read_text(), 60, "the second replica standing by")
             first = store.lease(LEASE)
             assert first is not None and first.holder.split(":")[1] == str(replicas[0].pid)
-            announced = cli(config, env, "announce", "--tag", "v1.1.0", "--sha", "2" * 40, "--actor", "bot")
+            announced = run_cli(
+                config, env, "announce", "--tag", "v1.1.0", "--sha", "2" * 40, "--actor", "bot"
+            )
             assert announced.returncode == 0, announced.stderr
             wait_for(lambda: bool(store.open_incidents()), 90, "the rollback decision")
             incident_id = store.open_incidents()[0].id
@@ -116,19 +93,27 @@ def test_the_standby_takes_over_a_rollback_when_the_leader_dies(
             wait_for(between_dispatch_and_smoke, 60, "the dispatch", poll_s=0.05)
             smoke = [s.phase for s in store.steps(incident_id) if s.name == "smoke"]  # read, never create
             assert smoke in ([], [StepPhase.PENDING.value])
+            # the leader's own clock: a renewal it made after this read only shortens the figure below
+            last_renewal = store.lease(LEASE)
+            assert last_renewal is not None and last_renewal.token == first.token
             replicas[0].send_signal(signal.SIGKILL)  # the leader's node dies: no clean-up
             replicas[0].wait(timeout=10)
-            killed = time.monotonic()
+            leader_dead.set()
             wait_for(
                 lambda: (lease := store.lease(LEASE)) is not None and lease.token > first.token,
                 TTL_S * 3,
                 "the standby taking over",
                 poll_s=0.05,
             )
-            failover_s = time.monotonic() - killed
-            print(f"failover: standby leading {failover_s:.2f}s after the leader was killed (TTL {TTL_S}s)")
             taken = store.lease(LEASE)
-            assert taken is not None and taken.holder.split(":")[1] == str(replicas[1].pid)
+            # from the replicas' own clocks in the lease rows: the old tenure's last renewal to the new one
+            assert taken is not None
+            failover_s = taken.acquired_at - (last_renewal.expires_at - TTL_S)
+            print(
+                f"failover: standby leading at most {failover_s:.2f}s after the leader last renewed "
+                f"(TTL {TTL_S}s)"
+            )
+            assert taken.holder.split(":")[1] == str(replicas[1].pid)
             wait_for(
                 lambda: store.incident(incident_id).phase == IncidentPhase.RESOLVED.value, 120, "resolution"
             )
@@ -168,7 +153,7 @@ def test_a_second_daemon_on_a_sqlite_store_refuses_to_start(
     config.write_text(daemon_config(0.3, 4))
     env = {**os.environ, "SVC": "http://127.0.0.1:9", "GH": gh.url, "GITHUB_TOKEN": TOKEN}
     env["DB"] = f"sqlite:///{tmp_path / 'wd.db'}"
-    first = start(config, env, tmp_path / "a.log")
+    first = start_daemon(config, env, tmp_path / "a.log")
     try:
         wait_for(lambda: "daemon started" in (tmp_path / "a.log").read_text(), 60, "the first daemon")
         second = subprocess.run(
@@ -185,7 +170,7 @@ def test_a_second_daemon_on_a_sqlite_store_refuses_to_start(
     assert f"in use by rollback-watchdog {os.uname().nodename}:{first.pid}:" in second.stderr
     assert "one daemon per SQLite store (use PostgreSQL for replicas)" in second.stderr
     # a clean stop lets go: the next daemon starts at once
-    again = start(config, env, tmp_path / "c.log")
+    again = start_daemon(config, env, tmp_path / "c.log")
     try:
         wait_for(lambda: "daemon started" in (tmp_path / "c.log").read_text(), 60, "the next daemon")
     finally:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fixtures.daemon import daemon_config, wait_for
+from tests.fixtures.daemon import daemon_config, run_cli, start_daemon, wait_for
 from watchdog.clock import RealClock
 from watchdog.demo.service import ServiceProcess
 from watchdog.demo.traffic import Target, TrafficGenerator
@@ -34,7 +32,6 @@ DAMPEN = """    dampening:
       prod:
         - {name: pause-workers, kind: command, argv: [sh, -c, "sleep 3; echo paused"], timeout_s: 30}
 """
-RELEASE = ["--env", "prod", "--service", "stamps-api"]
 CONFIG = daemon_config(0.3, 3, min_coverage=0.25, services_extra=DAMPEN)
 
 
@@ -46,23 +43,11 @@ class Rig:
     log: Path
 
     def cli(self, *args: str) -> None:
-        out = subprocess.run(
-            [sys.executable, "-m", "watchdog", *args, "-c", str(self.config), *RELEASE],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=60,
-        )
+        out = run_cli(self.config, self.env, *args)
         assert out.returncode == 0, out.stderr
 
     def start(self) -> subprocess.Popen[bytes]:
-        with self.log.open("ab") as sink:
-            return subprocess.Popen(
-                [sys.executable, "-m", "watchdog", "run", "-c", str(self.config), "--log-format", "json"],
-                stdout=subprocess.DEVNULL,
-                stderr=sink,
-                env=self.env,
-            )
+        return start_daemon(self.config, self.env, self.log)
 
     def step(self, incident_id: int, name: str) -> str:
         return self.store.step(incident_id, name).phase
@@ -132,7 +117,7 @@ def test_a_second_sigterm_exits_at_once(rig: Rig) -> None:
     try:
         incident_id = in_dampening(rig, daemon)
         daemon.send_signal(signal.SIGTERM)
-        time.sleep(0.2)  # the first is handled (not a measurement: the order of the two signals)
+        wait_for(lambda: "daemon stopping" in rig.log.read_text(), 30, "the first SIGTERM handled")
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=10) == 128 + signal.SIGTERM
         assert rig.step(incident_id, "dampen") == StepPhase.RUNNING.value  # cut off in the command
