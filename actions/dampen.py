@@ -17,7 +17,7 @@ import httpx
 from actions import unleash
 from actions.http import retry_after
 from watchdog.config import DampeningAction
-from watchdog.errors import ActionFailed, ActionRetryable
+from watchdog.errors import ActionFailed, ActionRetryable, action_error
 
 
 def run_action(
@@ -57,15 +57,14 @@ def run_action(
             action.method, action.url, headers=headers, json=action.json_body, timeout=action.timeout_s
         )
     except httpx.HTTPError as exc:
-        raise ActionRetryable(f"{action.name}: {type(exc).__name__}") from exc
+        raise action_error(f"{action.name}: {type(exc).__name__}", service=action.name) from exc
     if resp.status_code in action.expect_status:
         return {"action": action.name, "kind": "http", "status": resp.status_code}
-    if resp.status_code >= 500 or resp.status_code == 429:
-        raise ActionRetryable(
-            f"{action.name}: {action.method} answered {resp.status_code}", retry_after(resp)
-        )
-    raise ActionFailed(
-        f"{action.name}: {action.method} answered {resp.status_code}, expected {action.expect_status}"
+    raise action_error(
+        f"{action.name}: {action.method} answered {resp.status_code}, expected {action.expect_status}",
+        service=action.name,
+        status=resp.status_code,
+        retry_after=retry_after(resp),
     )
 
 
@@ -98,7 +97,8 @@ def _named(action: DampeningAction) -> Iterator[None]:
     """Prefix failures with the action's name, keeping whether they are retryable."""
     try:
         yield
-    except ActionRetryable as exc:
-        raise ActionRetryable(f"{action.name}: {exc}", exc.retry_after) from exc
     except ActionFailed as exc:
-        raise ActionFailed(f"{action.name}: {exc}") from exc
+        kind = ActionRetryable if exc.retryable else ActionFailed
+        raise kind(
+            f"{action.name}: {exc}", service=exc.service, status=exc.status, retry_after=exc.retry_after
+        ) from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -20,7 +21,9 @@ from github.WorkflowRun import WorkflowRun
 
 from actions.workflow_check import workflow_problems
 from watchdog.clock import Clock
-from watchdog.errors import ActionFailed, ActionRetryable
+from watchdog.errors import ActionFailed, ActionRetryable, retryable_status
+
+GITHUB = "GitHub"
 
 
 @dataclass(frozen=True)
@@ -38,23 +41,34 @@ class RunInfo:
 
 
 def github_error(exc: Exception, what: str, now: float) -> ActionFailed:
-    """Map PyGithub/requests failures onto retryable vs final, honouring rate-limit headers."""
+    """The one place GitHub's failures become the watchdog's errors: retryable by the shared rule
+    (5xx, 429, no answer) or by GitHub's own rate-limit signal (403 with ``retry-after`` or an
+    exhausted ``x-ratelimit-remaining``, whose ``x-ratelimit-reset`` gives the wait), else final,
+    with GitHub's message."""
     if isinstance(exc, GithubException):
         headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
         status = exc.status
         retry_after: float | None = None
-        if "retry-after" in headers:
-            retry_after = float(headers["retry-after"])
-        elif headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
-            retry_after = max(0.0, float(headers["x-ratelimit-reset"]) - now)
-        rate_limited = status == 429 or (status == 403 and retry_after is not None)
-        if status >= 500 or rate_limited:
-            return ActionRetryable(f"{what}: GitHub answered {status}", retry_after)
+        with suppress(ValueError):
+            if "retry-after" in headers:
+                retry_after = max(0.0, float(headers["retry-after"]))
+            elif headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
+                retry_after = max(0.0, float(headers["x-ratelimit-reset"]) - now)
+        if status == 403 and retry_after is not None:  # GitHub's rate limits answer 403 as well
+            return ActionRetryable(
+                f"{what}: GitHub answered {status} (rate limited)", retry_after, service=GITHUB, status=status
+            )
+        if retryable_status(status):
+            return ActionRetryable(
+                f"{what}: GitHub answered {status}", retry_after, service=GITHUB, status=status
+            )
         message = exc.data.get("message") if isinstance(exc.data, dict) else None
-        return ActionFailed(f"{what}: GitHub answered {status}: {message or 'error'}")
+        return ActionFailed(
+            f"{what}: GitHub answered {status}: {message or 'error'}", service=GITHUB, status=status
+        )
     if isinstance(exc, requests.RequestException):
-        return ActionRetryable(f"{what}: {type(exc).__name__}")
-    return ActionFailed(f"{what}: {type(exc).__name__}: {exc}")
+        return ActionRetryable(f"{what}: {type(exc).__name__}", service=GITHUB)
+    return ActionFailed(f"{what}: {type(exc).__name__}: {exc}", service=GITHUB)
 
 
 def _info(run: WorkflowRun) -> RunInfo:
@@ -195,7 +209,7 @@ class DeployWorkflow:
                 return None
             raise github_error(exc, f"read {path} at {ref}", self.clock.now()) from exc
         if isinstance(content, list):
-            raise ActionFailed(f"{path} at {ref} is a directory, not a file")
+            raise ActionFailed(f"{path} at {ref} is a directory, not a file", service=GITHUB)
         return content.decoded_content.decode()
 
     def pending_deployments(self, run_id: int) -> list[dict[str, Any]]:

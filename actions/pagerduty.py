@@ -21,7 +21,7 @@ import httpx
 import structlog
 
 from actions.http import retry_after
-from watchdog.errors import ActionFailed, ActionRetryable
+from watchdog.errors import ActionRetryable, action_error
 from watchdog.observability import redact
 
 log = structlog.get_logger("actions.pagerduty")
@@ -171,7 +171,7 @@ class PagerDuty:
         except httpx.TransportError as exc:  # timeouts, refused and dropped connections
             message = self._redact(f"PagerDuty {what}: {type(exc).__name__}: {exc}")
             log.warning("pagerduty.unreachable", what=what, error=type(exc).__name__)
-            raise ActionRetryable(message) from exc
+            raise ActionRetryable(message, service="PagerDuty") from exc
         status = response.status_code
         if response.is_success:
             log.info("pagerduty.sent", what=what, status=status)
@@ -183,6 +183,4 @@ class PagerDuty:
         complaint = self._redact(_complaint(response))
         log.warning("pagerduty.refused", what=what, status=status, complaint=complaint)
         message = f"PagerDuty {what}: answered {status}: {complaint}"
-        if status == 429 or status >= 500:
-            raise ActionRetryable(message, retry_after(response))
-        raise ActionFailed(message)
+        raise action_error(message, service="PagerDuty", status=status, retry_after=retry_after(response))

@@ -22,7 +22,7 @@ import httpx
 
 from actions.http import retry_after
 from watchdog.config import UnleashTarget
-from watchdog.errors import ActionFailed, ActionRetryable
+from watchdog.errors import ActionFailed, ActionRetryable, action_error
 
 PriorCallback = Callable[[dict[str, bool]], None]
 
@@ -83,16 +83,21 @@ class Unleash:
             )
         except httpx.TimeoutException as exc:
             raise ActionRetryable(
-                f"{self._where(feature)}: {doing}: no answer within {self.timeout_s}s"
+                f"{self._where(feature)}: {doing}: no answer within {self.timeout_s}s", service="Unleash"
             ) from exc
         except httpx.HTTPError as exc:
-            raise ActionRetryable(f"{self._where(feature)}: {doing}: {type(exc).__name__}") from exc
+            raise ActionRetryable(
+                f"{self._where(feature)}: {doing}: {type(exc).__name__}", service="Unleash"
+            ) from exc
         if resp.is_success:
             return resp
         said = f"{doing}: Unleash answered {resp.status_code} {_said(resp)}".rstrip()
-        if resp.status_code >= 500 or resp.status_code == 429:
-            raise ActionRetryable(f"{self._where(feature)}: {said}", retry_after(resp))
-        raise ActionFailed(f"{self._where(feature)}: {said}")
+        raise action_error(
+            f"{self._where(feature)}: {said}",
+            service="Unleash",
+            status=resp.status_code,
+            retry_after=retry_after(resp),
+        )
 
 
 def _said(resp: httpx.Response) -> str:

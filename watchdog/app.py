@@ -20,6 +20,7 @@ from actions.tickets import IncidentTickets
 from watchdog import __version__
 from watchdog.clock import Clock
 from watchdog.config import WatchdogConfig, secret_values
+from watchdog.decisions import DecisionLog
 from watchdog.engine import Engine, Reporter
 from watchdog.errors import WatchdogError
 from watchdog.leader import Leadership
@@ -102,7 +103,6 @@ class App:
             request_interval_s=gh.request_interval_s,
             write_interval_s=gh.write_interval_s,
         )
-        engine = Engine(cfg, store, source, clock, reporter=reporter)
         ticket_cfg = cfg.incidents.ticket
         tickets = (
             IncidentTickets(deployer.github, ticket_cfg.repo or gh.repo, ticket_cfg.labels, clock)
@@ -115,20 +115,21 @@ class App:
             if pd is not None
             else None
         )
+        decisions = DecisionLog(store, clock, reporter)  # one log, shared by engine and pipeline
         pipeline = RollbackPipeline(
             cfg,
             store,
             clock,
+            decisions,
             deployer=deployer,
             http=http,
-            record=engine.record,
-            notify=engine.notify,
             tickets=tickets,
             pager=pager,
             smoke_retry_delay_s=smoke_retry_delay_s,
         )
-        engine.pipeline = pipeline
-        engine.pager = pager
+        engine = Engine(
+            cfg, store, source, clock, pipeline=pipeline, reporter=reporter, pager=pager, decisions=decisions
+        )
         return cls(cfg, clock, store, source, engine, pipeline, http)
 
     def seed_pins(self) -> list[str]:

@@ -173,8 +173,8 @@ def run_watchdog(source: ReplaySource, store: Store) -> dict[str, Any]:
             break
     entries = [e for e in store.decisions(env="prod") if e.service == service]
     kinds = {e.kind: e for e in entries}
-    if DecisionKind.ROLLBACK_DECIDED.value in kinds:
-        e = kinds[DecisionKind.ROLLBACK_DECIDED.value]
+    if DecisionKind.ROLLBACK_DECIDED in kinds:
+        e = kinds[DecisionKind.ROLLBACK_DECIDED]
         failed = e.evidence.get("failed", [{}])
         return {
             "decision": "rollback",
@@ -182,14 +182,14 @@ def run_watchdog(source: ReplaySource, store: Store) -> dict[str, Any]:
             "signal": failed[0].get("signal"),
             "evidence": _compact(failed[0]),
         }
-    if DecisionKind.PROMOTED.value in kinds:
+    if DecisionKind.PROMOTED in kinds:
         return {"decision": "promote", "decided_at": None, "signal": None, "evidence": {}}
     return {
         "decision": "inconclusive",
         "decided_at": None,
         "signal": None,
-        "evidence": {"reason": kinds[DecisionKind.INCONCLUSIVE.value].reason}
-        if DecisionKind.INCONCLUSIVE.value in kinds
+        "evidence": {"reason": kinds[DecisionKind.INCONCLUSIVE].reason}
+        if DecisionKind.INCONCLUSIVE in kinds
         else {},
     }
 

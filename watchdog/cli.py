@@ -38,7 +38,7 @@ from watchdog.config import (
     secret_values,
 )
 from watchdog.engine import Engine, tag_problem
-from watchdog.errors import ConfigError, InputError, StoreUnavailable, WatchdogError
+from watchdog.errors import ConfigError, InputError, StoreUnavailable, UnknownName, WatchdogError
 from watchdog.manifest import Migration, parse_manifest
 from watchdog.observability import configure_logging, redact, register_secrets
 from watchdog.store import DecisionEntry, ReleaseRef, Store
@@ -173,13 +173,11 @@ def _config_for(args: argparse.Namespace) -> WatchdogConfig:
     env = getattr(args, "env", None)
     if env is not None and env not in cfg.environments:
         have = ", ".join(cfg.environments)
-        raise InputError(f"no environment {env!r} in {args.config} (have: {have})", argument="env", value=env)
-    service = getattr(args, "service", None)
-    names = [s.name for s in cfg.services]
-    if service is not None and service not in names:
-        raise InputError(
-            f"no service named {service!r} (have: {', '.join(names)})", argument="service", value=service
+        raise UnknownName(
+            f"no environment {env!r} in {args.config} (have: {have})", argument="env", value=env
         )
+    if getattr(args, "service", None) is not None:
+        cfg.service(args.service)  # UnknownName, naming the argument and the services there are
     return cfg
 
 
@@ -297,12 +295,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             raise InputError("--service is required when the configuration has several services")
         args.service = cfg.services[0].name
     with _store(cfg, create=True) as store:
-        try:
-            incident_id = _engine(cfg, store).request_rollback(
-                args.env, args.service, reason=args.reason, actor=args.actor, to_tag=args.to
-            )
-        except ValueError as exc:  # the engine refuses what the store's state does not allow
-            raise InputError(str(exc)) from exc
+        incident_id = _engine(cfg, store).request_rollback(
+            args.env, args.service, reason=args.reason, actor=args.actor, to_tag=args.to
+        )
     print(f"rollback requested (incident {incident_id}); the daemon runs the pipeline at its next tick")
     return EXIT_OK
 

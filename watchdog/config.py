@@ -34,7 +34,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from watchdog.errors import ConfigError
+from watchdog.errors import ConfigError, UnknownName
 from watchdog.series import Selector
 
 EnvName = Literal["dev", "stage", "prod"]
@@ -733,11 +733,13 @@ class WatchdogConfig(Strict):
         for s in self.services:
             if s.name == name:
                 return s
-        raise KeyError(f"no service named {name!r}")
+        have = ", ".join(s.name for s in self.services)
+        raise UnknownName(f"no service named {name!r} (have: {have})", argument="service", value=name)
 
     def env(self, name: str) -> EnvironmentPolicy:
         if name not in self.environments:
-            raise KeyError(f"no environment named {name!r} (have {', '.join(self.environments)})")
+            have = ", ".join(self.environments)
+            raise UnknownName(f"no environment named {name!r} (have: {have})", argument="env", value=name)
         return self.environments[name]
 
 

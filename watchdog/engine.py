@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -19,13 +18,15 @@ import structlog
 
 from watchdog.clock import Clock
 from watchdog.config import ServiceConfig, Severity, WatchdogConfig
-from watchdog.errors import InputError, WatchdogError
+from watchdog.decisions import DecisionLog
+from watchdog.errors import InputError, RollbackInProgress, RollbackRefused, WatchdogError
 from watchdog.evaluate import SignalResult, WatchEvaluator
 from watchdog.manifest import manifest_from_json
 from watchdog.observability import report_exception
 from watchdog.phases import (
     Actor,
     DecisionKind,
+    DecisionResult,
     ReleaseStatus,
     SignalState,
     WatchKind,
@@ -105,6 +106,7 @@ class Engine:
         *,
         pipeline: PipelineRunner | None = None,
         reporter: Reporter | None = None,
+        decisions: DecisionLog | None = None,
         pager: Pager | None = None,
         step_s: float | None = None,
     ) -> None:
@@ -114,56 +116,14 @@ class Engine:
         self.clock = clock
         self.pipeline = pipeline
         self.reporter = reporter
+        #: The decision log, shared with the pipeline (built here only when none is given).
+        self.decisions = decisions or DecisionLog(store, clock, reporter)
         self.pager = pager
         self._memory: dict[int, _WatchMemory] = {}
         self.faults = 0  # exceptions caught and reported since start (each one logged and sent to Sentry)
         self.step_s = step_s if step_s is not None else cfg.tick_s
-        self._untold: list[DecisionEntry] | None = None  # entries of the open transition
         #: Set to stop between units of work (SIGTERM): the one running finishes and is persisted.
         self.stopping = threading.Event()
-
-    # ------------------------------------------------------------------ decision log
-
-    @contextmanager
-    def transition(self) -> Iterator[None]:
-        """One transition of the engine's state (a watch fails and its incident opens, a deploy event
-        becomes a watch, a watch ends and its release is pinned): its writes and its decision-log
-        entries commit together or not at all. The entries reach the logs and the reporter after
-        the commit, so nothing is announced that a crash then takes back. Nested ones join."""
-        if self._untold is not None:
-            yield
-            return
-        self._untold = []
-        try:
-            with self.store.atomic():
-                yield
-            entries = self._untold
-        finally:
-            self._untold = None
-        for entry in entries:
-            self.notify(entry)
-
-    def record(self, **kw: Any) -> DecisionEntry:
-        entry = self.store.log_decision(**{"at": self.clock.now(), **kw})
-        if self._untold is not None:
-            self._untold.append(entry)  # told once its transition commits
-        else:
-            self.notify(entry)
-        return entry
-
-    def notify(self, entry: DecisionEntry) -> None:
-        """Tell the logs and the reporter about an entry already in the decision log."""
-        log.info(
-            "decision",
-            kind=entry.kind,
-            env=entry.env,
-            service=entry.service,
-            result=entry.result,
-            reason=entry.reason,
-            actor=entry.actor,
-        )
-        if self.reporter is not None:
-            self.reporter.decision(entry)
 
     # ------------------------------------------------------------------ deploys
 
@@ -204,7 +164,7 @@ class Engine:
             )
 
     def _consume_deploy(self, ev: DeployEvent, now: float) -> None:
-        with self.transition():  # the event is consumed only together with the watch it starts
+        with self.decisions.transition():  # the event is consumed only together with the watch it starts
             if not self.store.consume_deploy_event(ev.id, now):
                 return
             migrations = (
@@ -225,7 +185,7 @@ class Engine:
         actor: str = Actor.AUTOMATIC.value,
         source: str = "cli",
     ) -> Watch:
-        with self.transition():
+        with self.decisions.transition():
             policy = self.cfg.env(env)
             release = self.store.upsert_release(env, service, ref, deployed_at)
             stable = self.store.current_pin(env, service)
@@ -233,13 +193,13 @@ class Engine:
                 if old.kind == WatchKind.DEPLOY.value and self.store.end_watch(
                     old.id, WatchPhase.SUPERSEDED, self.clock.now(), f"superseded by the deploy of {ref.tag}"
                 ):
-                    self.record(
+                    self.decisions.record(
                         env=env,
                         service=service,
-                        kind=DecisionKind.WATCH_SUPERSEDED.value,
+                        kind=DecisionKind.WATCH_SUPERSEDED,
                         reason=f"a newer deploy ({ref.tag}) replaced this watch",
                         actor=actor,
-                        result=WatchPhase.SUPERSEDED.value,
+                        result=DecisionResult.SUPERSEDED,
                         watch_id=old.id,
                         from_release=self.store.release(old.release_id),
                         to_release=release,
@@ -254,13 +214,13 @@ class Engine:
                 deployed_at + policy.watch_s,
             )
             note = "" if stable else " (no stable release is pinned: a rollback would have no target)"
-            self.record(
+            self.decisions.record(
                 env=env,
                 service=service,
-                kind=DecisionKind.WATCH_STARTED.value,
+                kind=DecisionKind.WATCH_STARTED,
                 reason=f"deploy of {ref.tag} announced by {source}; watching for {policy.watch_s:.0f}s{note}",
                 actor=actor,
-                result=WatchPhase.RUNNING.value,
+                result=DecisionResult.RUNNING,
                 watch_id=watch.id,
                 from_release=stable,
                 to_release=release,
@@ -359,9 +319,9 @@ class Engine:
                 )
                 self._record(
                     watch,
-                    DecisionKind.STEP.value,
+                    DecisionKind.STEP,
                     why,
-                    "paged",
+                    DecisionResult.PAGED,
                     evidence=r.evidence(),
                 )
         if now >= watch.ends_at:
@@ -439,17 +399,17 @@ class Engine:
                 why = "; ".join(f"{k}: {v}" for k, v in blind.items())
                 self._record(
                     watch,
-                    DecisionKind.BLIND.value,
+                    DecisionKind.BLIND,
                     f"blind: nothing about {', '.join(blind)} can be decided until data returns ({why})",
-                    "blind",
+                    DecisionResult.BLIND,
                     evidence={"blind": blind, "errors": [r.error for r in results if r.error]},
                 )
             else:
                 self._record(
                     watch,
-                    DecisionKind.BLIND.value,
+                    DecisionKind.BLIND,
                     "the release's data is back: the watch sees again",
-                    "seeing",
+                    DecisionResult.SEEING,
                     evidence={"was_blind": mem.blind, "for_s": now - (mem.blind_since or now)},
                 )
                 if mem.blind_paged:
@@ -469,9 +429,9 @@ class Engine:
                 mem.blind_paged = True
                 self._record(
                     watch,
-                    DecisionKind.BLIND.value,
+                    DecisionKind.BLIND,
                     f"still blind after {policy.blind_page_after_s:.0f}s: oncall paged",
-                    "paged",
+                    DecisionResult.PAGED,
                     evidence={"blind": blind, "dedup_key": self._blind_key(watch)},
                 )
 
@@ -523,7 +483,7 @@ class Engine:
         names = ", ".join(r.signal for r in failed)
         reason = "; ".join(f"{r.signal}: {r.summary}" for r in failed)
         evidence = {"failed": [r.evidence() for r in failed], "all": [r.evidence() for r in results]}
-        with self.transition():  # the failed watch, the failed release and the incident, or nothing
+        with self.decisions.transition():  # the failed watch, the failed release and the incident, or nothing
             if watch.kind == WatchKind.POST_ROLLBACK.value:
                 still = "; ".join(f"{r.signal}: {r.slo_breach or r.summary}" for r in failed)
                 # the pipeline's post-rollback step sees the failed watch and escalates
@@ -546,9 +506,9 @@ class Engine:
         if why is not None:
             self._record(
                 watch,
-                DecisionKind.ROLLBACK_DECIDED.value,
+                DecisionKind.ROLLBACK_DECIDED,
                 f"{release.tag} failed its watch ({reason}); no automatic rollback: {why}",
-                "not_started",
+                DecisionResult.NOT_STARTED,
                 from_release=release,
                 to_release=stable,
                 evidence=evidence,
@@ -567,9 +527,9 @@ class Engine:
         )
         self._record(
             watch,
-            DecisionKind.ROLLBACK_DECIDED.value,
+            DecisionKind.ROLLBACK_DECIDED,
             f"{release.tag} failed its watch: {reason}",
-            "rollback_started",
+            DecisionResult.ROLLBACK_STARTED,
             incident_id=incident.id,
             from_release=release,
             to_release=stable,
@@ -599,30 +559,36 @@ class Engine:
         """A human's rollback (P1/P2 incident, security finding): the same pipeline, logged with its actor.
 
         Rolls back the release of the newest deploy to the pinned stable release (or ``to_tag``, which
-        must not be a release that failed its watch). Raises ``ValueError`` naming what is wrong.
+        must not be a release that failed its watch). Raises ``RollbackRefused`` naming what is wrong.
         """
         self.cfg.env(env)
         self.cfg.service(service)
         now = self.clock.now()
         if any(i.env == env and i.service == service for i in self.store.open_incidents()):
-            raise ValueError(f"a rollback of {service} in {env} is already in progress")
+            raise RollbackInProgress(f"a rollback of {service} in {env} is already in progress")
         last = self.store.last_deploy_watch(env, service)
         if last is None:
-            raise ValueError(f"no deploy of {service} to {env} is known: nothing to roll back")
+            raise RollbackRefused(f"no deploy of {service} to {env} is known: nothing to roll back")
         bad = self.store.release(last.release_id)
         if to_tag is not None:
             target = self.store.find_release(env, service, to_tag)
             if target is None:
-                raise ValueError(f"release {to_tag} of {service} was never deployed to {env}")
+                raise RollbackRefused(f"release {to_tag} of {service} was never deployed to {env}")
             if target.status == ReleaseStatus.FAILED.value:
-                raise ValueError(f"release {to_tag} failed its own watch in {env}: never a rollback target")
+                raise RollbackRefused(
+                    f"release {to_tag} failed its own watch in {env}: never a rollback target"
+                )
         else:
             target = self.store.current_pin(env, service)
             if target is None:
-                raise ValueError(f"no stable release of {service} is pinned in {env}; name one with --to")
+                raise RollbackRefused(
+                    f"no stable release of {service} is pinned in {env}; name one with --to"
+                )
         if target.id == bad.id:
-            raise ValueError(f"{bad.tag} is already the target release")
-        with self.transition():  # a second caller's incident is refused by the store and this writes nothing
+            raise RollbackRefused(f"{bad.tag} is already the target release")
+        with (
+            self.decisions.transition()
+        ):  # a second caller's incident is refused by the store and this writes nothing
             if last.phase == WatchPhase.RUNNING.value:
                 self.store.end_watch(last.id, WatchPhase.ABORTED, now, f"manual rollback by {actor}")
             self.store.set_release_status(bad.id, ReleaseStatus.FAILED)
@@ -637,13 +603,13 @@ class Engine:
                 now=now,
                 evidence={"requested_by": actor},
             )
-            self.record(
+            self.decisions.record(
                 env=env,
                 service=service,
-                kind=DecisionKind.ROLLBACK_DECIDED.value,
+                kind=DecisionKind.ROLLBACK_DECIDED,
                 reason=f"manual rollback of {bad.tag} to {target.tag}: {reason}",
                 actor=actor,
-                result="rollback_started",
+                result=DecisionResult.ROLLBACK_STARTED,
                 incident_id=incident.id,
                 from_release=bad,
                 to_release=target,
@@ -687,7 +653,7 @@ class Engine:
                 self._notify_end(watch, phase)
             return
         if not unseen:
-            with self.transition():  # the watch ends with its release pinned, or not at all
+            with self.decisions.transition():  # the watch ends with its release pinned, or not at all
                 ended = self.store.end_watch(
                     watch.id, WatchPhase.SUCCESSFUL, now, "healthy for the whole watch"
                 )
@@ -700,14 +666,14 @@ class Engine:
         why = "; ".join(f"{k}: {v}" for k, v in unseen.items())
         extended = watch.ends_at - watch.started_at > policy.watch_s + 1e-6
         if policy.on_inconclusive == "extend" and not extended:
-            with self.transition():
+            with self.decisions.transition():
                 self.store.extend_watch(watch.id, now + policy.watch_s)
                 self._record(
                     watch,
-                    DecisionKind.INCONCLUSIVE.value,
+                    DecisionKind.INCONCLUSIVE,
                     f"watch of {release.tag} saw too little ({why}); "
                     f"watching {policy.watch_s:.0f}s more, once",
-                    "extended",
+                    DecisionResult.EXTENDED,
                     to_release=release,
                     evidence=evidence,
                 )
@@ -723,14 +689,14 @@ class Engine:
                 watch,
                 {"unseen": unseen},
             )
-        with self.transition():
+        with self.decisions.transition():
             ended = self.store.end_watch(watch.id, WatchPhase.INCONCLUSIVE, now, f"not seen: {why}")
             if ended:
                 self._record(
                     watch,
-                    DecisionKind.INCONCLUSIVE.value,
+                    DecisionKind.INCONCLUSIVE,
                     f"watch of {release.tag} ended inconclusive: {why}; the release is {then}",
-                    WatchPhase.INCONCLUSIVE.value,
+                    DecisionResult.INCONCLUSIVE,
                     to_release=release,
                     evidence=evidence,
                 )
@@ -744,25 +710,20 @@ class Engine:
         self.store.pin(watch.env, watch.service, release.id, now, Actor.AUTOMATIC.value, "passed its watch")
         self._record(
             watch,
-            DecisionKind.PROMOTED.value,
+            DecisionKind.PROMOTED,
             f"{release.tag} passed its {policy.watch_s:.0f}s watch and is pinned as stable",
-            WatchPhase.SUCCESSFUL.value,
+            DecisionResult.SUCCESSFUL,
             from_release=previous,
             to_release=release,
             evidence=evidence,
         )
 
-    def _record(self, watch: Watch, kind: str, reason: str, result: str, **kw: Any) -> DecisionEntry:
+    def _record(
+        self, watch: Watch, kind: DecisionKind, reason: str, result: DecisionResult, **kw: Any
+    ) -> DecisionEntry:
         """A decision of the engine's own about one watch."""
-        return self.record(
-            env=watch.env,
-            service=watch.service,
-            kind=kind,
-            reason=reason,
-            actor=Actor.AUTOMATIC.value,
-            result=result,
-            watch_id=watch.id,
-            **kw,
+        return self.decisions.record(
+            kind, reason, result, env=watch.env, service=watch.service, watch_id=watch.id, **kw
         )
 
     def _notify_end(self, watch: Watch, phase: WatchPhase) -> None:
@@ -785,18 +746,18 @@ class Engine:
                 argument="tag",
                 value=ref.tag,
             )
-        with self.transition():
+        with self.decisions.transition():
             now = self.clock.now()
             release = self.store.upsert_release(env, service, ref, now, status=ReleaseStatus.STABLE)
             previous = self.store.current_pin(env, service)
             self.store.pin(env, service, release.id, now, actor, reason)
-            self.record(
+            self.decisions.record(
                 env=env,
                 service=service,
-                kind=DecisionKind.PIN.value,
+                kind=DecisionKind.PIN,
                 reason=reason,
                 actor=actor,
-                result="pinned",
+                result=DecisionResult.PINNED,
                 from_release=previous,
                 to_release=release,
             )

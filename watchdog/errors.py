@@ -36,24 +36,86 @@ class SourceGarbled(SourceUnavailable):
     missing keys, HTML, truncated JSON, the same series twice). Blind, exactly like no answer."""
 
 
+def retryable_status(status: int) -> bool:
+    """The one rule for HTTP answers: a 5xx or a 429 may pass later; any other status is final.
+    (A vendor's own rate-limit signal on another status, like GitHub's 403 with an exhausted
+    ``x-ratelimit-remaining``, is mapped by that vendor's client.)"""
+    return status >= 500 or status == 429
+
+
 class ActionFailed(WatchdogError):
-    """An action on the outside world (GitHub, a smoke check, a notifier) failed for good."""
+    """An action on the outside world (GitHub, a smoke check, a notifier) failed for good.
+
+    ``service`` names the outside system (``GitHub``, ``PagerDuty``, ``Unleash``, a dampening
+    action's name), ``status`` its HTTP status when it answered, ``retry_after`` the wait it asked
+    for, in seconds."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        service: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.service, self.status, self.retry_after = service, status, retry_after
+
+    def as_dict(self) -> dict[str, object]:
+        """What the step's evidence and the decision log keep of it."""
+        return {
+            "error": str(self),
+            "service": self.service,
+            "status": self.status,
+            "retryable": self.retryable,
+            "retry_after": self.retry_after,
+        }
 
 
 class ActionRetryable(ActionFailed, Retryable):
     """An action failed in a way that may pass on retry (timeout, 5xx, 429/403 rate limit)."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        service: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, service=service, status=status, retry_after=retry_after)
+
+
+def action_error(
+    message: str, *, service: str, status: int | None = None, retry_after: float | None = None
+) -> ActionFailed:
+    """The error for an answer (``status``) or for no answer (``status`` None: a timeout, a refused
+    connection, which may pass later): retryable by ``retryable_status``, final otherwise."""
+    if status is None or retryable_status(status):
+        return ActionRetryable(message, retry_after, service=service, status=status)
+    return ActionFailed(message, service=service, status=status)
+
+
+class StepFailed(WatchdogError):
+    """A rollback step's outcome is negative (smoke checks red, an irreversible migration, a run
+    that ended in failure): the pipeline escalates. ``evidence`` says what was seen."""
+
+    def __init__(self, message: str, evidence: dict[str, object] | None = None) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.evidence = dict(evidence or {})
 
 
 class StoreError(WatchdogError):
     """The store refused an operation (e.g. an attempt to change the append-only decision log)."""
 
 
-class RollbackInProgress(StoreError, ValueError):
-    """A rollback of this service in this environment is open already: a second is never opened."""
+class StepConflict(StoreError):
+    """A step changed under this process (its phase or attempt is not what it read): another
+    process moved it on, and this one writes nothing."""
 
 
 class LeaseLost(StoreError):
@@ -74,3 +136,19 @@ class InputError(WatchdogError):
     def __init__(self, problem: str, *, argument: str | None = None, value: object = None) -> None:
         self.problem, self.argument, self.value = problem, argument, value
         super().__init__(problem if argument is None else f"{argument} {value!r}: {problem}")
+
+
+class UnknownName(InputError, KeyError):
+    """No environment or service of that name in the configuration."""
+
+    def __str__(self) -> str:  # not KeyError's repr of the message
+        return InputError.__str__(self)
+
+
+class RollbackRefused(InputError, ValueError):
+    """A rollback a human asked for cannot start: nothing deployed, no target, a target that failed."""
+
+
+class RollbackInProgress(RollbackRefused, StoreError):
+    """A rollback of this service in this environment is open already: a second is never opened
+    (the store's unique index says so, also to concurrent callers)."""

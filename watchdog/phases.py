@@ -13,6 +13,7 @@ from detectors.verdict import Outcome
 __all__ = [
     "Actor",
     "DecisionKind",
+    "DecisionResult",
     "IncidentPhase",
     "Outcome",
     "ReleaseStatus",
@@ -90,3 +91,31 @@ class DecisionKind(enum.StrEnum):
     ESCALATED = "escalated"
     PIN = "pin"
     BLIND = "blind"  # the metric source is unavailable: nothing is decided
+
+
+class DecisionResult(enum.StrEnum):
+    """What a decision-log entry says came of it (the ``result`` column)."""
+
+    # a watch's own phases, as its start and end entries record them
+    RUNNING = WatchPhase.RUNNING.value
+    SUCCESSFUL = WatchPhase.SUCCESSFUL.value  # also: a step completed
+    FAILED = WatchPhase.FAILED.value
+    INCONCLUSIVE = WatchPhase.INCONCLUSIVE.value
+    SUPERSEDED = WatchPhase.SUPERSEDED.value
+    ABORTED = WatchPhase.ABORTED.value
+    EXTENDED = "extended"  # an inconclusive watch runs once more
+    PAGED = "paged"  # oncall was paged (a page-severity signal, an SLO breach, blindness)
+    BLIND = "blind"
+    SEEING = "seeing"  # the data is back after blindness
+    PINNED = "pinned"
+    ROLLBACK_STARTED = "rollback_started"
+    NOT_STARTED = "not_started"  # a rollback was due but the guard said no
+    # the rollback pipeline's steps
+    STARTED = "started"
+    AWAITING_APPROVAL = "awaiting_approval"
+    REMINDED = "reminded"
+    APPROVED = "approved"
+    NOTIFY_FAILED = "notify_failed"  # a notice could not go out; the rollback went on without it
+    ESCALATED = "escalated"
+    ESCALATION_SENT = "escalation_sent"
+    RESOLVED = "resolved"

@@ -9,7 +9,7 @@ PyGithub client and the GitHub emulator (every exchange checked against GitHub's
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +20,7 @@ from actions.github import DeployWorkflow
 from actions.tickets import IncidentTickets
 from tests.fixtures.github import TOKEN
 from watchdog.clock import RealClock
-from watchdog.emulator.github import GitHubEmulator
+from watchdog.emulator.github import Exchange, GitHubEmulator
 from watchdog.errors import ActionFailed, ActionRetryable
 
 CID = "wd-faults-0001"
@@ -151,10 +151,16 @@ def test_a_timed_out_dispatch_that_github_accepted_is_found_by_its_correlation_i
     gh = make_github_emulator()
     w = world(gh, timeout_s=1.0)
     gh.inject_delay("POST", r"/dispatches$", 2.5)
+    served = threading.Event()
+
+    def heard(exchange: Exchange) -> None:
+        if exchange.operation == "actions/create-workflow-dispatch":
+            served.set()
+
+    gh.add_listener(heard)
     inputs = {"environment": "dev", "tag": "v1.0.0", "correlation_id": "wd-late-answer"}
     with pytest.raises(ActionRetryable):
         w.deploy.dispatch("v1.0.0", inputs)
-    deadline = time.monotonic() + 10
-    while (found := w.deploy.find_run("wd-late-answer")) is None and time.monotonic() < deadline:
-        time.sleep(0.2)
+    assert served.wait(timeout=10)  # GitHub took it after the client had given up
+    found = w.deploy.find_run("wd-late-answer")
     assert found is not None  # so the pipeline looks it up instead of dispatching twice

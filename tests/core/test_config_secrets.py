@@ -109,7 +109,7 @@ def test_log_masks_secrets_even_in_entries_written_before_they_were_registered(t
     db = tmp_path / "wd.db"
     store = Store.open(f"sqlite:///{db}")
     entry = store.log_decision(
-        at=1.0, env="prod", service="stamps-api", kind="pin", reason="seed", actor="a", result="ok"
+        at=1.0, env="prod", service="stamps-api", kind="pin", reason="seed", actor="a", result="pinned"
     )
     store.close()
     raw = sqlite3.connect(db)

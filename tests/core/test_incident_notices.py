@@ -4,9 +4,9 @@ the escalation notice, and dampening through Unleash, in whole rollbacks against
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from github import Auth, Github
@@ -15,6 +15,7 @@ from github.Issue import Issue
 from tests.fixtures.pipeline import (
     CONFIG,
     NO_REVIEWERS,
+    START,
     TOKEN,
     build,
     dispatches,
@@ -24,6 +25,7 @@ from tests.fixtures.pipeline import (
 )
 from tests.fixtures.unleash import ADMIN_TOKEN
 from watchdog.app import App
+from watchdog.clock import SimClock
 from watchdog.demo.service import ServiceProcess
 from watchdog.emulator.github import GitHubEmulator
 from watchdog.emulator.pagerduty import ROUTING_KEY, PagerDutyEmulator
@@ -49,6 +51,21 @@ DAMPENING = """    dampening:
             disable: [checkout, new-pricing]
             enable: [read-only]
 """
+
+
+@pytest.fixture
+def make_github_emulator(
+    make_github_emulator: Callable[..., GitHubEmulator],
+) -> Callable[..., GitHubEmulator]:
+    """Every emulator here runs on a simulated clock that the app then shares (``build``): runs,
+    approvals, reminders, backoffs and timeouts move only when a tick advances it."""
+
+    def make(**overrides: Any) -> GitHubEmulator:
+        if "now" not in overrides:
+            overrides.setdefault("clock", SimClock(START))
+        return make_github_emulator(**overrides)
+
+    return make
 
 
 @pytest.fixture(scope="module")
@@ -257,10 +274,10 @@ def test_an_escalation_the_process_died_in_is_sent_on_the_next_tick(
     app.store.update_step(
         app.store.step(incident_id, ESCALATION_NOTICE).id,
         phase=StepPhase.RUNNING,
-        now=time.time(),
+        now=app.clock.now(),
         evidence={"reason": "step smoke failed: health"},
     )
-    app.store.set_incident_phase(incident_id, IncidentPhase.ESCALATING, time.time())
+    app.store.set_incident_phase(incident_id, IncidentPhase.ESCALATING, app.clock.now())
     app.engine.tick()
     incident = app.store.incident(incident_id)
     assert incident.phase == IncidentPhase.ESCALATED.value

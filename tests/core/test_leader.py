@@ -51,7 +51,9 @@ def test_a_leader_that_lost_its_lease_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(LeaseLost, match="lease leader of old \\(token 1\\) is now held by new \\(token 2\\)"):
         old.upsert_release("prod", "api", ReleaseRef("v2"), clock.now())
     with pytest.raises(LeaseLost), old.atomic():
-        old.log_decision(at=1.0, env="prod", service="api", kind="pin", reason="r", actor="a", result="ok")
+        old.log_decision(
+            at=1.0, env="prod", service="api", kind="pin", reason="r", actor="a", result="pinned"
+        )
     assert new.find_release("prod", "api", "v2") is None and new.decisions() == []
     assert not leader.hold() and not leader.leading  # it notices and stands by, still fenced
     with pytest.raises(LeaseLost):

@@ -5,6 +5,7 @@ and a real demo service for the smoke checks and the post-rollback watch.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from tests.fixtures.github import MANIFEST_V1, MANIFEST_V2
 from tests.fixtures.pipeline import (
     CONFIG,
     NO_REVIEWERS,
+    START,
     TOKEN,
     build,
     dispatches,
@@ -38,8 +40,23 @@ from watchdog.demo.service import ServiceProcess
 from watchdog.demo.traffic import Target, TrafficGenerator
 from watchdog.emulator.github import GitHubEmulator, RunContext, WorkflowInput, deploy_workflow
 from watchdog.phases import DecisionKind, IncidentPhase, StepPhase
-from watchdog.pipeline import ESCALATION_NOTICE, STEPS
+from watchdog.pipeline import ESCALATION_NOTICE, MAX_ATTEMPTS, STEPS
 from watchdog.store import ReleaseRef
+
+
+@pytest.fixture
+def make_github_emulator(
+    make_github_emulator: Callable[..., GitHubEmulator],
+) -> Callable[..., GitHubEmulator]:
+    """Every emulator here runs on a simulated clock that the app then shares (``build``): runs,
+    approvals, reminders, backoffs and timeouts move only when a tick advances it."""
+
+    def make(**overrides: Any) -> GitHubEmulator:
+        if "now" not in overrides:
+            overrides.setdefault("clock", SimClock(START))
+        return make_github_emulator(**overrides)
+
+    return make
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +133,7 @@ def test_a_process_restart_mid_pipeline_resumes_without_a_second_dispatch(
     incident_id = start_incident(first)
     drive(first, incident_id, lambda: bool(dispatches(gh)))
     first.close()  # the process dies while the run is in progress
-    second = App.build(first.cfg, RealClock(), smoke_retry_delay_s=0.1)
+    second = App.build(first.cfg, first.clock, smoke_retry_delay_s=0.1)  # only the store is shared
     release.set()
     drive(second, incident_id, finished(second, incident_id))
     assert second.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
@@ -171,7 +188,57 @@ def test_github_5xx_is_retried_not_escalated(
     assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
     assert len(dispatches(gh)) == 2  # the 502 and the retry
     dispatch = next(s for s in app.store.steps(incident_id) if s.name == "dispatch")
-    assert dispatch.evidence["retryable_errors"] == 1
+    assert dispatch.attempts == 1
+    app.close()
+
+
+def test_a_backoff_is_kept_in_the_store_and_holds_after_a_restart(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    """The failed attempt and the time of the next are columns of the step: a new process on the
+    same store waits the backoff out instead of retrying at once."""
+    clock = SimClock(1_800_000_000.0)
+    gh = make_github_emulator(now=clock.now, **NO_REVIEWERS)
+    gh.inject_error("POST", r"/dispatches$", 503, times=2)
+    first = build(tmp_path, service, gh, clock=clock)
+    incident_id = start_incident(first)
+    drive(first, incident_id, lambda: len(dispatches(gh)) == 1, clock=clock)
+    step = first.store.step(incident_id, "dispatch")
+    failed_at = dispatches(gh)[0].at
+    assert (step.phase, step.attempts, step.next_attempt_at) == (StepPhase.RUNNING, 1, failed_at + 2.0)
+    assert step.outcome == "retrying: dispatch deploy.yml at v1.0.0: GitHub answered 503"
+    first.close()
+
+    second = build(tmp_path, service, gh, clock=clock, seed=False)  # a restart: only the store is kept
+    clock.set(failed_at + 1.9)
+    second.engine.tick()
+    assert len(dispatches(gh)) == 1  # not before the backoff the first process set
+    clock.set(failed_at + 2.0)
+    second.engine.tick()
+    assert len(dispatches(gh)) == 2  # the second 503: 2² s this time
+    step = second.store.step(incident_id, "dispatch")
+    assert (step.attempts, step.next_attempt_at) == (2, clock.now() + 4.0)
+    drive(second, incident_id, finished(second, incident_id), clock=clock)
+    assert second.store.incident(incident_id).phase == IncidentPhase.RESOLVED
+    assert [ex.status for ex in dispatches(gh)] == [503, 503, 200]
+    second.close()
+
+
+def test_a_step_escalates_after_max_attempts_failed_attempts(
+    tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
+) -> None:
+    gh = make_github_emulator(**NO_REVIEWERS)
+    gh.inject_error("GET", r"/actions/runs/\d+$", 502, times=MAX_ATTEMPTS)  # following the run
+    app = build(tmp_path, service, gh)
+    incident_id = start_incident(app)
+    drive(app, incident_id, finished(app, incident_id))
+    step = app.store.step(incident_id, "follow_run")
+    assert (step.phase, step.attempts) == (StepPhase.ERROR, MAX_ATTEMPTS)
+    polls = [ex.at for ex in gh.requests("GET", r"/actions/runs/\d+$")]
+    assert len(polls) == MAX_ATTEMPTS and len(dispatches(gh)) == 1
+    waits = [b - a for a, b in itertools.pairwise(polls)]
+    assert all(w >= 2.0**n for n, w in enumerate(waits, start=1))  # 2ⁿ s, from the step's row
+    assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED
     app.close()
 
 
@@ -230,7 +297,7 @@ def test_manual_rollback_from_the_cli_runs_the_same_pipeline_and_logs_the_human(
 def test_first_start_seeds_the_stable_pin_from_githubs_last_successful_deployment(
     tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
 ) -> None:
-    gh = make_github_emulator(**NO_REVIEWERS)
+    gh = make_github_emulator(now=time.time, **NO_REVIEWERS)  # CI's deploys, before the watchdog starts
     env = {"SVC": service.url, "GH": gh.url, "TOKEN": TOKEN, "DB": f"sqlite:///{tmp_path / 'wd.db'}"}
     cfg = parse_config(CONFIG, "test.yaml", env=env)
     deployer = DeployWorkflow(gh.url, "acme/stamps", "deploy.yml", TOKEN, RealClock())
@@ -343,7 +410,7 @@ def test_states_a_crash_can_leave_are_completed_on_the_next_tick(
     # a step failed, and the process died before it escalated
     failed = start_incident(app)
     step = app.store.step(failed, "pin")
-    app.store.update_step(step.id, phase=StepPhase.FAILED, now=time.time(), outcome="no stable release")
+    app.store.update_step(step.id, phase=StepPhase.FAILED, now=app.clock.now(), outcome="no stable release")
     app.pipeline.advance(failed)
     assert app.store.incident(failed).phase == IncidentPhase.ESCALATED.value
     log = app.store.decisions(incident_id=failed)
@@ -429,10 +496,13 @@ def test_reversible_migrations_go_down_with_the_code(
 class _Jobs(BaseHTTPRequestHandler):
     """A stand-in for the jobs service's admin API: records what the watchdog asked."""
 
-    calls: ClassVar[list[tuple[str, str, float]]] = []
+    calls: ClassVar[list[tuple[str, str]]] = []
+    journal: ClassVar[Path]  # every action, HTTP or command, appends to it: their order
 
     def do_POST(self) -> None:
-        _Jobs.calls.append((self.path, self.headers.get("Authorization", ""), time.time()))
+        _Jobs.calls.append((self.path, self.headers.get("Authorization", "")))
+        with open(_Jobs.journal, "a") as journal:
+            print(self.path, file=journal)
         self.send_response(409 if self.path == "/refuse" else 204)  # 409: final, not retried
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -448,10 +518,10 @@ def test_dampening_runs_before_the_dispatch_and_is_undone_after_the_smoke_checks
     threading.Thread(target=jobs.serve_forever, daemon=True).start()
     _Jobs.calls = []
     url = f"http://127.0.0.1:{jobs.server_address[1]}"
-    flag = tmp_path / "read-only"
+    flag = _Jobs.journal = tmp_path / "journal"
 
-    def mark(word: str) -> str:  # a command that notes when it ran
-        return f"import time; print('{word}', time.time(), file=open('{flag}', 'a'))"
+    def mark(word: str) -> str:  # a command that notes that it ran
+        return f"print('{word}', file=open('{flag}', 'a'))"
 
     dampening = f"""    dampening:
       prod:
@@ -470,7 +540,8 @@ def test_dampening_runs_before_the_dispatch_and_is_undone_after_the_smoke_checks
             kind: command
             argv: ["{sys.executable}", "-c", "{mark("off")}"]
 """
-    gh = make_github_emulator(**NO_REVIEWERS)
+    during: list[str] = []  # the journal while the rollback run deploys
+    gh = make_github_emulator(hook=lambda ctx: during.append(flag.read_text()) or True, **NO_REVIEWERS)
     env = {
         "SVC": service.url,
         "GH": gh.url,
@@ -479,19 +550,15 @@ def test_dampening_runs_before_the_dispatch_and_is_undone_after_the_smoke_checks
         "JOBS_TOKEN": "jobs-s3cret",
     }
     cfg = parse_config(CONFIG + dampening, "test.yaml", env=env)
-    app = App.build(cfg, RealClock(), smoke_retry_delay_s=0.1)
+    app = App.build(cfg, gh.clock, smoke_retry_delay_s=0.1)
     app.engine.pin("prod", "stamps-api", ReleaseRef("v1.0.0", "1" * 40), actor="alice", reason="seed")
     incident_id = start_incident(app)
     drive(app, incident_id, finished(app, incident_id))
     assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
-    dispatched = dispatches(gh)[0].at
-    (pause, auth, paused_at), (resume, _, resumed_at) = _Jobs.calls
+    (pause, auth), (resume, _) = _Jobs.calls
     assert (pause, resume, auth) == ("/pause", "/resume", "Bearer jobs-s3cret")
-    marks = [line.split() for line in flag.read_text().splitlines()]
-    assert [m[0] for m in marks] == ["on", "off"]
-    assert (
-        paused_at < float(marks[0][1]) < dispatched < float(marks[1][1]) < resumed_at
-    )  # undone newest first
+    assert during == ["/pause\non\n"]  # dampened before the deploy, undone only after it
+    assert flag.read_text().split() == ["/pause", "on", "off", "/resume"]  # undone newest first
     undo = app.store.step(incident_id, "undo_dampening")
     smoke = app.store.step(incident_id, "smoke")
     assert undo.evidence["undone"] == ["read-only", "pause-workers"] and undo.started_at >= smoke.ended_at
@@ -544,14 +611,14 @@ def test_a_dispatch_that_timed_out_after_github_accepted_it_is_not_repeated(
     tmp_path: Path, service: ServiceProcess, make_github_emulator: Callable[..., GitHubEmulator]
 ) -> None:
     gh = make_github_emulator(**NO_REVIEWERS)
-    gh.inject_delay("POST", r"/dispatches$", 2.5)  # GitHub starts the run; the answer comes too late
+    gh.inject_late_answer("POST", r"/dispatches$", 2.5)  # GitHub starts the run; the answer comes too late
     app = build(tmp_path, service, gh, CONFIG.replace("request_timeout_s: 5", "request_timeout_s: 1"))
     incident_id = start_incident(app)
     drive(app, incident_id, finished(app, incident_id))
     assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
     assert len(dispatches(gh)) == 1 and len(gh.list_runs()) == 1
     dispatch = app.store.step(incident_id, "dispatch")
-    assert dispatch.evidence["retryable_errors"] == 1 and dispatch.evidence["found_by_correlation_id"] is True
+    assert dispatch.attempts == 1 and dispatch.evidence["found_by_correlation_id"] is True
     app.close()
 
 
@@ -598,7 +665,8 @@ services:
         traffic.start()
         try:
             incident_id = start_incident(app)
-            drive(app, incident_id, finished(app, incident_id), timeout_s=60)
+            # the services and their traffic run in real time: one tick per 0.5 s of it
+            drive(app, incident_id, finished(app, incident_id), timeout_s=60, pace_s=0.5)
         finally:
             traffic.stop()
         assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
@@ -636,7 +704,7 @@ def test_the_escalations_undo_skips_what_the_failed_undo_step_already_did(
 ) -> None:
     jobs = ThreadingHTTPServer(("127.0.0.1", 0), _Jobs)
     threading.Thread(target=jobs.serve_forever, daemon=True).start()
-    _Jobs.calls = []
+    _Jobs.calls, _Jobs.journal = [], tmp_path / "journal"
     url = f"http://127.0.0.1:{jobs.server_address[1]}"
     dampening = f"""    dampening:
       prod:
@@ -651,7 +719,7 @@ def test_the_escalations_undo_skips_what_the_failed_undo_step_already_did(
     assert app.store.incident(incident_id).phase == IncidentPhase.ESCALATED.value
     undo = app.store.step(incident_id, "undo_dampening")
     assert undo.phase == StepPhase.ERROR.value and undo.evidence["undone"] == ["read-only"]
-    paths = [path for path, _, _ in _Jobs.calls]
+    paths = [path for path, _ in _Jobs.calls]
     assert paths == ["/pause", "/read-only", "/read-write", "/refuse", "/refuse"]  # read-write once
     (failed,) = [e for e in app.store.decisions(incident_id=incident_id) if e.result == "notify_failed"]
     assert "resume-workers: POST answered 409" in failed.evidence["problems"]["undo_dampening"]

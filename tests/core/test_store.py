@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DBAPIError
 
-from watchdog.errors import RollbackInProgress, StoreError
+from watchdog.errors import RollbackInProgress, StepConflict, StoreError
 from watchdog.manifest import Migration
 from watchdog.phases import ReleaseStatus, StepPhase
 from watchdog.store import ReleaseRef, Store
@@ -65,7 +65,9 @@ def test_pins_survive_reopen_and_failed_releases_are_never_pinned(tmp_path: Path
 
 
 def test_decision_log_is_append_only(store: Store) -> None:
-    store.log_decision(at=1.0, env="prod", service="api", kind="pin", reason="r", actor="alice", result="ok")
+    store.log_decision(
+        at=1.0, env="prod", service="api", kind="pin", reason="r", actor="alice", result="pinned"
+    )
     for stmt in ("UPDATE decision_log SET reason = 'changed'", "DELETE FROM decision_log"):
         with pytest.raises(DBAPIError, match="append-only"), store.session() as s:
             s.execute(sa.text(stmt))
@@ -78,9 +80,64 @@ def test_steps_have_one_row_per_key_and_keep_attempts(store: Store) -> None:
     a = store.step(inc.id, "dispatch")
     b = store.step(inc.id, "dispatch")
     assert a.id == b.id and a.phase == StepPhase.PENDING.value
-    store.update_step(a.id, phase=StepPhase.RUNNING, now=2.0, attempt=True, evidence={"x": 1})
+    store.update_step(
+        a.id, phase=StepPhase.RUNNING, now=2.0, attempts=1, next_attempt_at=4.0, evidence={"x": 1}
+    )
     done = store.update_step(a.id, phase=StepPhase.SUCCESSFUL, now=3.0, evidence={"run_id": 5})
     assert done.attempts == 1 and done.evidence == {"x": 1, "run_id": 5} and done.ended_at == 3.0
+    assert done.next_attempt_at == 4.0  # kept unless given; None clears it
+    assert (
+        store.update_step(a.id, phase=StepPhase.SUCCESSFUL, now=3.0, next_attempt_at=None).next_attempt_at
+        is None
+    )
+
+
+def test_a_step_write_is_a_compare_and_set_on_its_phase_and_attempt(store: Store) -> None:
+    rel = store.upsert_release("prod", "api", ReleaseRef("v2"), 1.0)
+    inc = store.create_incident("prod", "api", rel.id, None, "manual", "test", "alice", 1.0, {})
+    step = store.step(inc.id, "dispatch")
+    store.update_step(step.id, phase=StepPhase.RUNNING, now=2.0, expect=(StepPhase.PENDING, 0))
+    # a second process that read the step as pending moves it nowhere, and writes nothing
+    with pytest.raises(
+        StepConflict, match=r"dispatch of incident \d+ is running at attempt 0, not pending at 0"
+    ):
+        store.update_step(
+            step.id, phase=StepPhase.RUNNING, now=3.0, evidence={"x": 1}, expect=(StepPhase.PENDING, 0)
+        )
+    store.update_step(step.id, phase=StepPhase.RUNNING, now=4.0, attempts=1, expect=(StepPhase.RUNNING, 0))
+    with pytest.raises(StepConflict):  # an attempt another process counted already
+        store.update_step(step.id, phase=StepPhase.SUCCESSFUL, now=5.0, expect=(StepPhase.RUNNING, 0))
+    row = store.step(inc.id, "dispatch")
+    assert (row.phase, row.attempts, row.evidence) == (StepPhase.RUNNING, 1, {})
+
+
+def test_a_store_before_0005_keeps_each_steps_failed_attempts_in_the_column(tmp_path: Path) -> None:
+    old = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    old.migrate("0004")
+    with old.engine.begin() as c:
+        c.exec_driver_sql(
+            "INSERT INTO releases (env, service, tag, status, created_at) "
+            "VALUES ('prod', 's', 'v2', 'failed', 1)"
+        )
+        c.exec_driver_sql(
+            "INSERT INTO incidents (env, service, from_release_id, trigger, reason, actor, correlation_id, "
+            "phase, created_at, evidence) "
+            "VALUES ('prod', 's', 1, 'manual', 'r', 'a', 'wd-1', 'running', 1, '{}')"
+        )
+        for name, attempts, evidence in [
+            ("dispatch", 2, '{"retryable_errors": 3, "run_id": 7}'),  # 0004 counted dispatches here
+            ("smoke", 0, "{}"),
+        ]:
+            c.exec_driver_sql(
+                "INSERT INTO steps (incident_id, name, idempotency_key, phase, attempts, evidence) "
+                f"VALUES (1, '{name}', 'incident-1/{name}', 'running', {attempts}, '{evidence}')"
+            )
+    old.close()
+    store = Store.open(f"sqlite:///{tmp_path / 'old.db'}")
+    dispatch, smoke = store.step(1, "dispatch"), store.step(1, "smoke")
+    assert (dispatch.attempts, dispatch.next_attempt_at, dispatch.evidence["run_id"]) == (3, None, 7)
+    assert (smoke.attempts, smoke.phase) == (0, StepPhase.RUNNING)
+    store.close()
 
 
 def test_deploy_events_are_consumed_once(store: Store) -> None:

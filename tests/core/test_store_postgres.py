@@ -33,7 +33,7 @@ def test_migrations_run_on_postgresql(pg_store: Store) -> None:
 
 def test_decision_log_is_append_only_on_postgresql(pg_store: Store) -> None:
     pg_store.log_decision(
-        at=1.0, env="prod", service="api", kind="pin", reason="r", actor="alice", result="ok"
+        at=1.0, env="prod", service="api", kind="pin", reason="r", actor="alice", result="pinned"
     )
     for stmt in ("UPDATE decision_log SET reason = 'changed'", "DELETE FROM decision_log"):
         with pytest.raises(DBAPIError, match="append-only"), pg_store.session() as s:

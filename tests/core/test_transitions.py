@@ -46,7 +46,9 @@ def test_a_transition_commits_whole_or_not_at_all(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), store.atomic():
         release = store.upsert_release("prod", "api", ReleaseRef("v1"), 1.0)
         store.pin("prod", "api", release.id, 1.0, "alice", "seed")
-        store.log_decision(at=1.0, env="prod", service="api", kind="pin", reason="r", actor="a", result="ok")
+        store.log_decision(
+            at=1.0, env="prod", service="api", kind="pin", reason="r", actor="a", result="pinned"
+        )
         raise RuntimeError("the process dies here")
     assert store.find_release("prod", "api", "v1") is None
     assert store.current_pin("prod", "api") is None and store.decisions() == []

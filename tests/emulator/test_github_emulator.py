@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from github.GithubRetry import GithubRetry
 
 from tests.fixtures.github import MANIFEST_V1, MANIFEST_V2, SHAS, TOKEN, client
 from tests.openapi_check import ExchangeValidator, SpecRecorder
+from watchdog.clock import SimClock
 from watchdog.emulator.github import (
     Exchange,
     GitHubEmulator,
@@ -31,6 +33,13 @@ from watchdog.emulator.github import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Where a simulated clock starts: on it, runs move only when the test advances it.
+T0 = 1_800_000_000.0
+
+
+def iso(t: float) -> str:
+    """A clock time as GitHub writes timestamps."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Gate:
@@ -81,8 +90,9 @@ def test_pygithub_reads_the_repository_and_the_workflow_by_file_name(gh: Github)
 def test_a_dispatched_run_goes_queued_in_progress_completed_and_runs_the_hook(
     make_github_emulator: Callable[..., GitHubEmulator],
 ) -> None:
-    hook = Gate(hold=True)
-    emulator = make_github_emulator(hook=hook, queue_delay=0.3)
+    clock = SimClock(T0)
+    hook = Gate()
+    emulator = make_github_emulator(hook=hook, clock=clock, queue_delay=30, step_delay=60)
     gh = client(emulator)
 
     run = dispatch(gh, "v1.1.0", {"environment": "dev", "correlation_id": "wd-1"}, return_run_details=True)
@@ -94,12 +104,12 @@ def test_a_dispatched_run_goes_queued_in_progress_completed_and_runs_the_hook(
     assert run.display_title == "deploy dev v1.1.0 [wd-1]"
     assert run.name == "deploy"
 
-    emulator.wait_for_run(run.id, ("in_progress",))
+    clock.advance(30)
     run.update()
     assert (run.status, run.conclusion) == ("in_progress", None)
+    assert hook.calls == []
 
-    hook.release.set()
-    emulator.wait_for_run(run.id)
+    clock.advance(60)
     run.update()
     assert (run.status, run.conclusion) == ("completed", "success")
     [context] = hook.calls
@@ -157,18 +167,152 @@ def test_a_failing_or_raising_hook_fails_the_run_and_its_deployment(
     assert [[s.state for s in d.get_statuses()] for d in deployments] == [["failure", "in_progress"]] * 2
 
 
+# ----------------------------------------------------------------------------- runs move in the clock's time
+
+
+def test_a_run_stays_queued_until_its_queue_delay_has_passed_on_the_clock(
+    make_github_emulator: Callable[..., GitHubEmulator],
+) -> None:
+    clock = SimClock(T0)
+    hook = Gate()
+    emulator = make_github_emulator(hook=hook, now=clock.now, queue_delay=60, step_delay=5)
+    gh = client(emulator)
+    run = dispatch(gh, "v1.1.0", {"environment": "dev"}, return_run_details=True)
+
+    clock.advance(59.5)
+    run.update()
+    assert (run.status, emulator.get_run(run.id)["status"]) == ("queued", "queued")
+    _, jobs = gh.requester.requestJsonAndCheck("GET", f"{run.url}/jobs")
+    [job] = jobs["jobs"]
+    assert (job["status"], job["runner_name"], job["steps"]) == ("queued", None, [])
+
+    clock.advance(0.5)
+    assert emulator.get_run(run.id)["status"] == "in_progress"
+    clock.advance(4.5)
+    assert emulator.get_run(run.id)["status"] == "in_progress"
+    assert hook.calls == []
+    clock.advance(0.5)
+    assert emulator.get_run(run.id)["conclusion"] == "success"
+    assert len(hook.calls) == 1
+
+
+def test_a_runs_timestamps_are_the_clock_times_its_moves_were_due_not_when_someone_looked(
+    make_github_emulator: Callable[..., GitHubEmulator],
+) -> None:
+    clock = SimClock(T0)
+    emulator = make_github_emulator(clock=clock, queue_delay=10, step_delay=20)
+    gh = client(emulator)
+    run = dispatch(gh, "v1.0.0", {"environment": "prod"}, return_run_details=True)  # behind reviewers
+
+    clock.advance(100)  # nobody looks meanwhile
+    waiting = emulator.get_run(run.id)
+    _, [pending] = gh.requester.requestJsonAndCheck("GET", f"{run.url}/pending_deployments")
+    emulator.review(run.id, "approved", login="alice")  # at T0 + 100: the job starts now
+    clock.advance(500)  # its hook was due at T0 + 120
+    done = emulator.get_run(run.id)
+
+    assert (waiting["status"], waiting["created_at"]) == ("waiting", iso(T0))
+    assert (waiting["run_started_at"], waiting["updated_at"]) == (iso(T0 + 10), iso(T0 + 10))
+    assert pending["wait_timer_started_at"] == iso(T0 + 10)
+    assert (done["status"], done["conclusion"], done["updated_at"]) == ("completed", "success", iso(T0 + 120))
+    _, jobs = gh.requester.requestJsonAndCheck("GET", f"{run.url}/jobs")
+    [job] = jobs["jobs"]
+    assert (job["started_at"], job["completed_at"]) == (iso(T0 + 100), iso(T0 + 120))
+    _, [deployment] = gh.requester.requestJsonAndCheck("GET", f"{emulator.url}/repos/acme/stamps/deployments")
+    _, statuses = gh.requester.requestJsonAndCheck("GET", deployment["statuses_url"])
+    assert deployment["created_at"] == iso(T0 + 100)
+    assert [(s["state"], s["created_at"]) for s in statuses] == [
+        ("success", iso(T0 + 120)),
+        ("in_progress", iso(T0 + 100)),
+    ]
+
+
+def test_a_blocking_hook_holds_only_its_run_and_completes_it_when_it_returns(
+    make_github_emulator: Callable[..., GitHubEmulator],
+) -> None:
+    release = threading.Event()
+    started: list[str] = []
+
+    def hook(run: RunContext) -> bool:
+        started.append(run.inputs["correlation_id"])
+        return run.inputs["correlation_id"] != "held" or release.wait(timeout=10)
+
+    clock = SimClock(T0)
+    emulator = make_github_emulator(hook=hook, clock=clock, queue_delay=1, step_delay=1, hook_grace=1)
+    gh = client(emulator)
+    held = dispatch(gh, "v1.1.0", {"environment": "dev", "correlation_id": "held"}, return_run_details=True)
+    quick = dispatch(gh, "v1.2.0", {"environment": "dev", "correlation_id": "quick"}, return_run_details=True)
+
+    clock.advance(2)
+    assert emulator.get_run(held.id)["status"] == "in_progress"  # its hook holds on past the grace
+    assert started == ["held", "quick"]
+    done = emulator.get_run(quick.id)
+    assert (done["conclusion"], done["updated_at"]) == ("success", iso(T0 + 2))
+
+    clock.advance(7)
+    release.set()  # the deploy ends at T0 + 9
+    final = emulator.wait_for_run(held.id)
+    assert (final["conclusion"], final["updated_at"]) == ("success", iso(T0 + 9))
+
+
+def test_a_hook_may_call_back_into_the_emulator(make_github_emulator: Callable[..., GitHubEmulator]) -> None:
+    clock = SimClock(T0)
+    emulator = make_github_emulator(clock=clock, queue_delay=1, step_delay=1)
+    gh = client(emulator)
+    seen: list[str] = []
+    staged = dispatch(gh, "v1.0.0", {"environment": "stage"}, return_run_details=True)  # waits for alice
+
+    def hook(run: RunContext) -> bool:
+        if run.environment == "dev":
+            seen.append(emulator.get_run(run.run_id)["status"])
+            emulator.review(staged.id, "approved", login="alice")
+        return True
+
+    emulator.set_hook(hook)
+    dev = dispatch(gh, "v1.1.0", {"environment": "dev"}, return_run_details=True)
+    clock.advance(2)  # dev's hook is due: it approves stage's job, which starts now
+
+    assert emulator.get_run(dev.id)["conclusion"] == "success"
+    assert seen == ["in_progress"]
+    assert emulator.get_run(staged.id)["status"] == "in_progress"
+    clock.advance(1)
+    assert emulator.get_run(staged.id)["conclusion"] == "success"
+
+
+def test_on_the_wall_clock_runs_move_while_someone_waits_for_them(
+    make_github_emulator: Callable[..., GitHubEmulator],
+) -> None:
+    """The default clock, as the demo and the daemon's end-to-end tests use it: a run moves
+    whenever it is looked at, so waiting for it (polling, as a client does) sees it finish."""
+    hook = Gate()
+    emulator = make_github_emulator(hook=hook)  # 0.05 s queued, 0.05 s in progress
+    gh = client(emulator)
+    run = dispatch(gh, "v1.1.0", {"environment": "dev"}, return_run_details=True)
+
+    assert emulator.wait_for_run(run.id)["conclusion"] == "success"
+    run.update()
+    assert (run.status, run.conclusion, len(hook.calls)) == ("completed", "success", 1)
+
+
+def test_a_clock_or_its_now_but_not_both() -> None:
+    clock = SimClock(T0)
+    with pytest.raises(ValueError, match="not both"):
+        GitHubEmulator(clock=clock, now=clock.now)
+
+
 # ----------------------------------------------------------------------------- environment approval
 
 
 def test_a_run_for_an_environment_with_reviewers_waits_until_approved(
     make_github_emulator: Callable[..., GitHubEmulator],
 ) -> None:
+    clock = SimClock(T0)
     hook = Gate()
-    emulator = make_github_emulator(hook=hook)
+    emulator = make_github_emulator(hook=hook, clock=clock, queue_delay=1, step_delay=1)
     gh = client(emulator)
     run = dispatch(gh, "v1.0.0", {"environment": "prod", "correlation_id": "wd-7"}, return_run_details=True)
 
-    emulator.wait_for_run(run.id, ("waiting",))
+    clock.advance(3600)  # an hour later, nobody has approved it yet
     run.update()
     assert run.status == "waiting"
     _, pending = gh.requester.requestJsonAndCheck("GET", f"{run.url}/pending_deployments")
@@ -187,7 +331,9 @@ def test_a_run_for_an_environment_with_reviewers_waits_until_approved(
     assert [(d["environment"], d["ref"], d["sha"]) for d in deployments] == [
         ("prod", "v1.0.0", SHAS["v1.0.0"])
     ]
-    assert emulator.wait_for_run(run.id)["conclusion"] == "success"
+    assert emulator.get_run(run.id)["status"] == "in_progress"
+    clock.advance(1)
+    assert emulator.get_run(run.id)["conclusion"] == "success"
     assert [c.environment for c in hook.calls] == ["prod"]
     _, after = gh.requester.requestJsonAndCheck("GET", f"{run.url}/pending_deployments")
     assert after == []
@@ -196,11 +342,12 @@ def test_a_run_for_an_environment_with_reviewers_waits_until_approved(
 def test_a_rejected_run_fails_without_deploying_and_only_reviewers_may_review(
     make_github_emulator: Callable[..., GitHubEmulator], spec_recorder: SpecRecorder
 ) -> None:
+    clock = SimClock(T0)
     hook = Gate()
-    emulator = make_github_emulator(hook=hook)
+    emulator = make_github_emulator(hook=hook, clock=clock)
     watchdog, alice = client(emulator), client(emulator, "ghp_alice")
     run = dispatch(watchdog, "v1.0.0", {"environment": "stage"}, return_run_details=True)
-    emulator.wait_for_run(run.id, ("waiting",))
+    clock.advance(1)
     _, [request] = watchdog.requester.requestJsonAndCheck("GET", f"{run.url}/pending_deployments")
     assert request["current_user_can_approve"] is False
     review = {"environment_ids": [request["environment"]["id"]], "state": "approved", "comment": "lgtm"}
@@ -208,13 +355,19 @@ def test_a_rejected_run_fails_without_deploying_and_only_reviewers_may_review(
     with pytest.raises(GithubException) as refused:
         watchdog.requester.requestJsonAndCheck("POST", f"{run.url}/pending_deployments", input=review)
     assert refused.value.status == 422
+    clock.advance(5)
     _, deployments = alice.requester.requestJsonAndCheck(
         "POST", f"{run.url}/pending_deployments", input={**review, "state": "rejected"}
     )
 
     assert deployments == []
-    final = emulator.wait_for_run(run.id)
-    assert (final["status"], final["conclusion"]) == ("completed", "failure")
+    final = emulator.get_run(run.id)
+    assert (final["status"], final["conclusion"], final["updated_at"]) == (
+        "completed",
+        "failure",
+        iso(T0 + 6),
+    )
+    clock.advance(60)
     assert hook.calls == []
     assert list(watchdog.get_repo("acme/stamps").get_deployments(environment="stage")) == []
 
@@ -262,16 +415,42 @@ def test_environments_show_required_reviewers_and_can_be_updated(github_emulator
 def test_cancel_stops_a_waiting_run_and_a_completed_run_cannot_be_cancelled(
     make_github_emulator: Callable[..., GitHubEmulator],
 ) -> None:
-    emulator = make_github_emulator()
+    clock = SimClock(T0)
+    emulator = make_github_emulator(clock=clock)
     gh = client(emulator)
     run = dispatch(gh, "v1.0.0", {"environment": "stage"}, return_run_details=True)
-    emulator.wait_for_run(run.id, ("waiting",))
+    clock.advance(1)
+    assert emulator.get_run(run.id)["status"] == "waiting"
 
     assert run.cancel() is True
-    assert emulator.wait_for_run(run.id)["conclusion"] == "cancelled"
+    assert emulator.get_run(run.id)["conclusion"] == "cancelled"
     with pytest.raises(GithubException) as conflict:
         gh.requester.requestJsonAndCheck("POST", f"{run.url}/cancel")
     assert conflict.value.status == 409
+
+
+def test_cancelling_a_queued_run_ends_it_at_once_and_its_job_never_runs(
+    make_github_emulator: Callable[..., GitHubEmulator],
+) -> None:
+    clock = SimClock(T0)
+    hook = Gate()
+    emulator = make_github_emulator(hook=hook, clock=clock, queue_delay=60)
+    gh = client(emulator)
+    run = dispatch(gh, "v1.1.0", {"environment": "dev"}, return_run_details=True)
+
+    clock.advance(30)
+    assert run.cancel() is True
+    cancelled = emulator.get_run(run.id)
+    clock.advance(600)
+
+    assert (cancelled["status"], cancelled["conclusion"], cancelled["updated_at"]) == (
+        "completed",
+        "cancelled",
+        iso(T0 + 30),
+    )
+    assert emulator.get_run(run.id) == cancelled
+    assert hook.calls == []
+    assert list(gh.get_repo("acme/stamps").get_deployments(environment="dev")) == []
 
 
 def test_cancelling_while_the_hook_runs_tells_the_hook_and_concludes_cancelled(
@@ -281,29 +460,40 @@ def test_cancelling_while_the_hook_runs_tells_the_hook_and_concludes_cancelled(
 
     def hook(run: RunContext) -> bool:
         seen.set()
-        return not run.cancelled.wait(timeout=5)
+        return not run.cancelled.wait(timeout=10)
 
-    emulator = make_github_emulator(hook=hook)
+    clock = SimClock(T0)
+    emulator = make_github_emulator(hook=hook, clock=clock, hook_grace=0.2)
     run = dispatch(client(emulator), "v1.0.0", {"environment": "dev"}, return_run_details=True)
+    clock.advance(1)
+    assert emulator.get_run(run.id)["status"] == "in_progress"  # the hook started, and holds on
     assert seen.wait(timeout=5)
 
+    clock.advance(3)
     assert run.cancel() is True
     final = emulator.wait_for_run(run.id)
-    assert final["conclusion"] == "cancelled"
+    assert (final["conclusion"], final["updated_at"]) == ("cancelled", iso(T0 + 4))
 
 
 def test_rerun_starts_a_new_attempt_of_a_completed_run(
     make_github_emulator: Callable[..., GitHubEmulator],
 ) -> None:
+    clock = SimClock(T0)
     hook = Gate()
-    emulator = make_github_emulator(hook=hook)
+    emulator = make_github_emulator(hook=hook, clock=clock, queue_delay=5, step_delay=5)
     run = dispatch(client(emulator), "v1.1.0", {"environment": "dev"}, return_run_details=True)
-    emulator.wait_for_run(run.id)
+    clock.advance(10)
+    assert emulator.get_run(run.id)["conclusion"] == "success"
 
+    clock.advance(50)
     assert run.rerun() is True
-    final = emulator.wait_for_run(run.id)
+    again = emulator.get_run(run.id)
+    clock.advance(10)
+    final = emulator.get_run(run.id)
 
+    assert (again["run_attempt"], again["status"], again["updated_at"]) == (2, "queued", iso(T0 + 60))
     assert (final["run_attempt"], final["conclusion"]) == (2, "success")
+    assert (final["run_started_at"], final["updated_at"]) == (iso(T0 + 65), iso(T0 + 70))
     assert final["previous_attempt_url"].endswith(f"/actions/runs/{run.id}/attempts/1")
     assert [c.run_attempt for c in hook.calls] == [1, 2]
 
@@ -629,15 +819,16 @@ def test_pygithubs_default_retry_rides_over_a_502(github_emulator: GitHubEmulato
 
 
 def test_an_injected_primary_rate_limit_names_when_it_resets(
-    github_emulator: GitHubEmulator, gh: Github
+    make_github_emulator: Callable[..., GitHubEmulator],
 ) -> None:
-    github_emulator.inject_rate_limit("*", r"/actions/runs$", reset_in=30)
+    emulator = make_github_emulator(clock=SimClock(T0))
+    emulator.inject_rate_limit("*", r"/actions/runs$", reset_in=30)
 
     with pytest.raises(RateLimitExceededException) as limited:
-        gh.get_repo("acme/stamps").get_workflow_runs().totalCount  # noqa: B018
+        client(emulator).get_repo("acme/stamps").get_workflow_runs().totalCount  # noqa: B018
     headers = limited.value.headers or {}
     assert (limited.value.status, headers["x-ratelimit-remaining"]) == (403, "0")
-    assert 25 <= int(headers["x-ratelimit-reset"]) - time.time() <= 31
+    assert int(headers["x-ratelimit-reset"]) == T0 + 30
 
 
 @pytest.mark.parametrize("status", [429, 403])

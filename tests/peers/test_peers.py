@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -322,11 +321,12 @@ def test_trailing_sums_and_slow_counts() -> None:
     assert slow_counts(LE, cumulative, 0.27).tolist() == [50.0]  # rounded up to the 0.3 s bound
 
 
-def test_each_peer_takes_well_under_a_second_on_a_scenario_sized_deploy() -> None:
+def test_each_peer_decides_a_scenario_sized_deploy() -> None:
+    """How fast they do it is measured by ``benchmarks/run.py``, not asserted here."""
     rng = np.random.default_rng(13)
     n, d = 240, 120  # 30 min before and after the deploy at 15 s steps
     obs = observations(n, d, canary=cohort(rng, n), baseline=cohort(rng, n))
     for name, peer in PEERS.items():
-        started = time.perf_counter()
-        peer(obs)
-        assert time.perf_counter() - started < 5.0, name
+        decision = peer(obs)
+        assert decision.decision in ("rollback", "promote", "inconclusive"), name
+        assert decision.decision != "rollback" or decision.decided_index is not None, name

@@ -45,7 +45,9 @@ class Fault:
     during is dropped, never served); then ``drop="before"`` closes the connection without
     processing, a ``status`` answers with that status/body/headers without processing,
     ``drop="after"`` processes the request for real and closes the connection without answering;
-    otherwise the request is served normally (a pure delay). Fires ``times`` times.
+    otherwise the request is served normally (a pure delay), and its answer waits ``late``
+    seconds after the work is done (a client that gave up meanwhile never hears that it was).
+    Fires ``times`` times.
     """
 
     method: str
@@ -57,6 +59,7 @@ class Fault:
     drop: Literal["before", "after"] | None = None
     times: int = 1
     fired: int = 0
+    late: float = 0.0
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method == "*" or self.method.upper() == method.upper()) and bool(
@@ -245,6 +248,7 @@ class HttpEmulator(ABC, Generic[ReplyT]):
         delay: float = 0.0,
         drop: Literal["before", "after"] | None = None,
         times: int = 1,
+        late: float = 0.0,
     ) -> Fault:
         """Queue a fault for requests whose method matches (``*`` = any) and path matches the regex.
 
@@ -255,7 +259,7 @@ class HttpEmulator(ABC, Generic[ReplyT]):
         if times < 1:
             raise ValueError("a fault fires at least once")
         re.compile(path)
-        fault = Fault(method, path, status, body, dict(headers or {}), delay, drop, times)
+        fault = Fault(method, path, status, body, dict(headers or {}), delay, drop, times, late=late)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -267,6 +271,11 @@ class HttpEmulator(ABC, Generic[ReplyT]):
     def inject_delay(self, method: str, path: str, seconds: float, *, times: int = 1) -> Fault:
         """Serve matching requests normally but only after ``seconds`` (to make clients time out)."""
         return self.inject(method, path, delay=seconds, times=times)
+
+    def inject_late_answer(self, method: str, path: str, seconds: float, *, times: int = 1) -> Fault:
+        """Process matching requests at once but answer only ``seconds`` later: the work is done
+        (a dispatched run exists) when a client that timed out asks again."""
+        return self.inject(method, path, late=seconds, times=times)
 
     def inject_accept_then_drop(self, method: str, path: str, *, times: int = 1) -> Fault:
         """Process matching requests for real, then close the connection without an answer."""
@@ -351,6 +360,8 @@ class HttpEmulator(ABC, Generic[ReplyT]):
         else:
             operation, reply = self._serve(request)
             answer = self._render(reply)
+            if fault is not None and fault.late > 0:
+                self._stopping.wait(fault.late)
         with self._log_lock:
             exchange = Exchange(
                 seq=next(self._seq),

@@ -4,7 +4,9 @@ GitHub cannot be reached from CI or the demo, and a mocked client would only tes
 assumptions about GitHub. This server speaks the operations of
 ``shared/specs/github-rest.subset.openapi.json`` with GitHub's response shapes, headers, error
 bodies and rate-limit accounting, and runs a real workflow-run lifecycle (queued → in_progress →
-waiting for environment reviewers → completed) whose outcome a Python hook decides. Tests of the
+waiting for environment reviewers → completed) whose outcome a Python hook decides. Runs progress
+in the injected clock's time, lazily, when someone looks: on a simulated clock a test moves a run
+by advancing the clock, and what a request sees never depends on thread scheduling. Tests of the
 callers inject faults (5xx, rate limits, delays, dropped connections) and read the request log;
 how faults apply and what the log records is shared with the other emulators, in
 :mod:`watchdog.emulator.base`. Rate-limit faults answer as GitHub does.
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
+from watchdog.clock import Clock
 from watchdog.emulator.base import Answer, EmulatorHandler, HttpEmulator, HttpRequest
 from watchdog.emulator.base import Exchange as Exchange
 from watchdog.emulator.base import ExchangeListener as ExchangeListener
@@ -365,6 +368,7 @@ class _Run:
     check_suite_id: int
     created_at: float
     updated_at: float
+    queued_at: float
     job_id: int
     status: str = "queued"
     conclusion: str | None = None
@@ -373,7 +377,6 @@ class _Run:
     job_started_at: float | None = None
     job_completed_at: float | None = None
     waiting_since: float | None = None
-    review: str | None = None
     deployment_id: int | None = None
     cancel_requested: bool = False
     hook_running: bool = False
@@ -586,7 +589,15 @@ class _Handler(EmulatorHandler):
 class GitHubEmulator(HttpEmulator[_Reply]):
     """In-memory GitHub for one repository, served on ``127.0.0.1`` (port 0 = a free port).
 
-    All state sits behind one lock; each workflow run is driven by its own background thread.
+    All state sits behind one lock. Time is the injected clock's (``clock``, or a ``now`` callable;
+    wall time by default), and runs move in it: a dispatched run is queued until ``queue_delay``
+    has passed on that clock, then in progress (or waiting for its environment's reviewers until
+    approved), and its job's hook runs ``step_delay`` after the job started. The moves are made
+    when someone looks (every request, :meth:`get_run`, :meth:`wait_for_run` ...) and stamped with
+    the clock time they were due, so a test on a :class:`~watchdog.clock.SimClock` moves runs by
+    advancing it. A hook runs on a thread of its own: a caller that made it start waits up to
+    ``hook_grace`` wall seconds for it to return, so a quick hook's run is completed in the same
+    look; a slower one leaves its run in progress until it returns, at the clock time it returns.
     ``url`` is the base URL to hand PyGithub (``Github(base_url=emu.url, auth=Auth.Token(token))``).
     ``run_details=False`` answers every dispatch with 204 and no run, as GitHub did before
     ``return_run_details`` (and a GitHub Enterprise Server may still): the client must find its run.
@@ -619,16 +630,28 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         public_url: str | None = None,
         html_base: str = "https://github.com",
         on_exchange: ExchangeListener | None = None,
-        now: Callable[[], float] = time.time,
+        now: Callable[[], float] | None = None,
+        clock: Clock | None = None,
         run_details: bool = True,
+        hook_grace: float = 2.0,
     ) -> None:
+        if now is not None and clock is not None:
+            raise ValueError("pass the clock or its now, not both")
+        if now is None:
+            now = clock.now if clock is not None else time.time
         super().__init__(host=host, port=port, now=now, on_exchange=on_exchange)
+        #: The clock it was given (None when it got a ``now`` callable or runs on wall time), for
+        #: a client under test to share.
+        self.clock = clock
         self._changed = threading.Condition(self._lock)
         self._public_url = public_url.rstrip("/") if public_url else None
         self._html_base = html_base.rstrip("/")
-        self._run_threads: list[threading.Thread] = []
+        #: each running hook's thread → the wall-clock moment (monotonic) callers stop waiting for it
+        self._hook_threads: dict[threading.Thread, float] = {}
+        self._runs: dict[int, _Run] = {}
         self.queue_delay = queue_delay
         self.step_delay = step_delay
+        self.hook_grace = hook_grace
         self.run_details = run_details
         self._hook: RunHook = hook or _always_succeeds
 
@@ -682,8 +705,7 @@ class GitHubEmulator(HttpEmulator[_Reply]):
             self.add_workflow(spec)
         self._environments: dict[str, _Environment] = {}
         for env in ("dev", "stage", "prod") if environments is None else environments:
-            self.add_environment(env if isinstance(env, EnvironmentDef) else EnvironmentDef(env))
-        self._runs: dict[int, _Run] = {}
+            self._put_environment(env if isinstance(env, EnvironmentDef) else EnvironmentDef(env))
         self._deployments: dict[int, _Deployment] = {}
         self._releases: dict[int, _Release] = {}
         self._latest_release: int | None = None
@@ -702,12 +724,13 @@ class GitHubEmulator(HttpEmulator[_Reply]):
     # ----------------------------------------------------------------------- lifecycle
 
     def stop(self) -> None:
-        """Stop serving and wake every run thread; waiting runs stay as they are."""
+        """Stop serving; runs stay as they are, except that a running hook completes its run."""
         self._stopping.set()
         with self._changed:
             self._changed.notify_all()
+            hooks = list(self._hook_threads)
         super().stop()
-        for thread in list(self._run_threads):
+        for thread in hooks:
             thread.join(timeout=2)
 
     @property
@@ -730,7 +753,8 @@ class GitHubEmulator(HttpEmulator[_Reply]):
     # ----------------------------------------------------------------------- seeding at runtime
 
     def set_hook(self, hook: RunHook) -> None:
-        """Replace the hook that decides the outcome of runs that start executing from now on."""
+        """Replace the hook that decides the outcome of runs whose job is due from now on."""
+        self._catch_up()  # a hook due before now is the old one's
         with self._lock:
             self._hook = hook
 
@@ -743,6 +767,10 @@ class GitHubEmulator(HttpEmulator[_Reply]):
 
     def add_environment(self, spec: EnvironmentDef) -> int:
         """Create or replace an environment; returns its id."""
+        self._catch_up()  # runs that left the queue before now met the old reviewers
+        return self._put_environment(spec)
+
+    def _put_environment(self, spec: EnvironmentDef) -> int:
         with self._lock:
             for reviewer in spec.reviewers:
                 self._user(reviewer)
@@ -854,29 +882,38 @@ class GitHubEmulator(HttpEmulator[_Reply]):
     # ----------------------------------------------------------------------- runs from Python
 
     def get_run(self, run_id: int) -> dict[str, Any]:
-        """The run as ``GET /actions/runs/{id}`` would return it."""
+        """The run as ``GET /actions/runs/{id}`` would return it now."""
+        self._catch_up()
         with self._lock:
             return self._run_json(self._find_run(run_id))
 
     def list_runs(self) -> list[dict[str, Any]]:
+        self._catch_up()
         with self._lock:
             return [self._run_json(r) for r in sorted(self._runs.values(), key=lambda r: -r.id)]
 
     def wait_for_run(
         self, run_id: int, statuses: Sequence[str] = ("completed",), timeout: float = 10.0
     ) -> dict[str, Any]:
-        """Block until the run reaches one of ``statuses``; returns its JSON or raises TimeoutError."""
-        with self._changed:
-            ok = self._changed.wait_for(
-                lambda: run_id in self._runs and self._runs[run_id].status in statuses, timeout=timeout
-            )
-            if not ok:
-                state = self._runs[run_id].status if run_id in self._runs else "missing"
-                raise TimeoutError(f"run {run_id} is {state}, not in {list(statuses)} after {timeout}s")
-            return self._run_json(self._runs[run_id])
+        """Look at the run until it reaches one of ``statuses``; its JSON, or TimeoutError after
+        ``timeout`` wall seconds. Looking moves it in the clock's time: on a simulated clock only
+        advancing the clock (or a hook returning, a review, a cancel) moves it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._catch_up()
+            with self._changed:
+                run = self._runs.get(run_id)
+                if run is not None and run.status in statuses:
+                    return self._run_json(run)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    state = run.status if run is not None else "missing"
+                    raise TimeoutError(f"run {run_id} is {state}, not in {list(statuses)} after {timeout}s")
+                self._changed.wait(timeout=min(left, 0.02))
 
     def review(self, run_id: int, state: Literal["approved", "rejected"], *, login: str) -> None:
         """Approve or reject a waiting run as ``login``, like a reviewer clicking in the web UI."""
+        self._catch_up()
         with self._changed:
             run = self._runs.get(run_id)
             if run is None:
@@ -914,6 +951,7 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         return Answer(reply.status, headers, payload)
 
     def _serve(self, http: HttpRequest) -> tuple[str | None, _Reply]:
+        self._catch_up()
         method, path, headers = http.method, http.path, http.headers
         login = self._authenticate(headers.get("authorization", ""))
         if login is None:
@@ -1436,7 +1474,7 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         workflow.runs_started += 1
         environment = inputs.get(spec.environment_input) or None
         if environment and environment not in self._environments:
-            self.add_environment(EnvironmentDef(environment))
+            self._put_environment(EnvironmentDef(environment))
         head_branch = _short_ref(ref)
         title = spec.name
         if spec.run_name:
@@ -1465,19 +1503,11 @@ class GitHubEmulator(HttpEmulator[_Reply]):
             check_suite_id=self._next_id("check_suite", 28_000_000_001),
             created_at=now,
             updated_at=now,
+            queued_at=now,
             job_id=self._next_id("job", 33_000_000_001),
         )
         self._runs[run.id] = run
-        self._start_attempt(run)
         return run
-
-    def _start_attempt(self, run: _Run) -> None:
-        thread = threading.Thread(
-            target=self._drive, args=(run, run.attempt), name=f"github-emulator-run-{run.id}", daemon=True
-        )
-        self._run_threads = [t for t in self._run_threads if t.is_alive()]
-        self._run_threads.append(thread)
-        thread.start()
 
     def _find_run(self, run_id: int | str) -> _Run:
         run = self._runs.get(int(run_id))
@@ -1627,8 +1657,8 @@ class GitHubEmulator(HttpEmulator[_Reply]):
             raise _HttpError(409, "Cannot cancel a workflow run that is completed.")
         run.cancel_requested = True
         run.cancelled.set()
-        if not run.hook_running:
-            self._finish(run, "cancelled")
+        if not run.hook_running:  # a running hook is told; the run ends when it returns
+            self._finish(run, "cancelled", self._now())
         return _Reply(202, {})
 
     def _op_rerun(self, request: _Request) -> _Reply:
@@ -1636,97 +1666,132 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         if run.status != "completed":
             raise _HttpError(403, "This workflow is already running")
         run.attempt += 1
-        run.status, run.conclusion = "queued", None
-        run.review, run.deployment_id = None, None
+        run.status, run.conclusion, run.deployment_id = "queued", None, None
         run.cancel_requested, run.cancelled = False, threading.Event()
         run.run_started_at = run.job_started_at = run.job_completed_at = run.waiting_since = None
         run.job_id = self._next_id("job", 33_000_000_001)
-        run.updated_at = self._now()
-        self._start_attempt(run)
+        run.updated_at = run.queued_at = self._now()
         return _Reply(201, {})
 
     # ----------------------------------------------------------------------- run lifecycle
 
-    def _interrupted(self, run: _Run, attempt: int) -> bool:
-        return (
-            self._stopping.is_set()
-            or run.attempt != attempt
-            or run.cancel_requested
-            or run.status == "completed"
-        )
+    def _catch_up(self) -> None:
+        """Bring every run up to the clock's time: make the moves due by now, start the hooks due.
 
-    def _drive(self, run: _Run, attempt: int) -> None:
-        """The runner: walk one attempt of a run through its states and let the hook decide."""
-        try:
-            context = self._prepare(run, attempt)
-            if context is None:
+        What a caller then sees depends only on the clock and on what happened before, never on
+        thread scheduling. Hooks start one at a time, earliest due first, each on its own thread;
+        the caller waits (outside the lock, up to ``hook_grace`` wall seconds from the hook's start)
+        for every running hook before it goes on, except a hook's own thread calling back. Never
+        call it holding the lock.
+        """
+        while True:
+            with self._lock:
+                started = None if self._stopping.is_set() else self._advance_runs(self._now())
+                in_hook = threading.current_thread() in self._hook_threads
+                running = [(t, until) for t, until in self._hook_threads.items() if t.is_alive()]
+            if not in_hook:
+                for thread, until in running:
+                    thread.join(timeout=max(0.0, until - time.monotonic()))
+            if started is None:
                 return
-            try:
-                ok = bool(self._hook(context))
-            except Exception as exc:
-                log.exception("run hook failed for run %s", run.id)
-                self.hook_errors.append(exc)
-                ok = False
-            with self._changed:
-                run.hook_running = False
-                if run.attempt == attempt and run.status != "completed":
-                    self._finish(
-                        run, "cancelled" if run.cancel_requested else ("success" if ok else "failure")
-                    )
-        except Exception:
-            log.exception("emulated run %s broke", run.id)
-            with self._changed:
-                if run.attempt == attempt and run.status != "completed":
-                    self._finish(run, "failure")
 
-    def _prepare(self, run: _Run, attempt: int) -> RunContext | None:
+    def _advance_runs(self, now: float) -> threading.Thread | None:
+        """Make every timed move due by ``now``; start the hook due first, if one is (its thread)."""
+        due: list[tuple[float, int, _Run]] = []
+        for run in self._runs.values():
+            self._leave_queue(run, now)
+            hook_at = self._hook_due(run)
+            if hook_at is not None and hook_at <= now:
+                due.append((hook_at, run.id, run))
+        if not due:
+            return None
+        hook_at, _, run = min(due)
+        return self._start_hook(run, hook_at, now)
+
+    def _leave_queue(self, run: _Run, now: float) -> None:
+        """A runner picks the run up ``queue_delay`` after it was queued; a job for an environment
+        with reviewers waits for one of them."""
+        at = run.queued_at + self.queue_delay
+        if run.status != "queued" or now < at:
+            return
+        run.run_started_at = at
+        env = self._environments.get(run.environment) if run.environment else None
+        if env is not None and env.reviewers:
+            run.waiting_since = at
+            self._set_status(run, "waiting", at)
+        else:
+            self._start_job(run, at)
+
+    def _start_job(self, run: _Run, at: float) -> _Deployment | None:
+        """The job starts (on leaving the queue, or when approved) and creates its deployment."""
+        self._set_status(run, "in_progress", at)
+        run.job_started_at = at
+        return self._ensure_deployment(run, at)
+
+    def _hook_due(self, run: _Run) -> float | None:
+        """When the job's hook is due; None when the run is not waiting for its hook."""
+        if run.status != "in_progress" or run.hook_running or run.job_started_at is None:
+            return None
+        return run.job_started_at + self.step_delay
+
+    def _start_hook(self, run: _Run, due: float, now: float) -> threading.Thread:
+        run.hook_running = True
+        context = RunContext(
+            run_id=run.id,
+            run_number=run.run_number,
+            run_attempt=run.attempt,
+            workflow_id=run.workflow.id,
+            workflow_name=run.workflow.spec.name,
+            workflow_path=run.workflow.spec.path,
+            ref=run.ref,
+            sha=run.sha,
+            inputs=dict(run.inputs),
+            environment=run.environment,
+            actor=run.actor,
+            deployment_id=run.deployment_id,
+            cancelled=run.cancelled,
+        )
+        thread = threading.Thread(
+            target=self._execute,
+            args=(run, context, self._hook, due, now),
+            name=f"github-emulator-run-{run.id}",
+            daemon=True,
+        )
+        self._hook_threads = {t: until for t, until in self._hook_threads.items() if t.is_alive()}
+        self._hook_threads[thread] = time.monotonic() + self.hook_grace
+        thread.start()
+        return thread
+
+    def _execute(self, run: _Run, context: RunContext, hook: RunHook, due: float, started: float) -> None:
+        """The runner: the hook decides the job's outcome; the run completes when it returns.
+
+        A hook that returns while the look that started it still waits was seen by nobody as
+        running late: it is taken to have started when it was due (``due``, on the clock, rather
+        than ``started``, when someone looked). One that outlasts that wait may have been seen in
+        progress, so its run completes at the clock time it returns.
+        """
+        try:
+            ok = bool(hook(context))
+        except Exception as exc:
+            log.exception("run hook failed for run %s", run.id)
+            self.hook_errors.append(exc)
+            ok = False
         with self._changed:
-            if self._changed.wait_for(lambda: self._interrupted(run, attempt), timeout=self.queue_delay):
-                return None
+            run.hook_running = False
             now = self._now()
-            self._set_status(run, "in_progress")
-            run.run_started_at = run.run_started_at or now
-            env = self._environments.get(run.environment) if run.environment else None
-            if env is not None and env.reviewers:
-                self._set_status(run, "waiting")
-                run.waiting_since = self._now()
-                self._changed.wait_for(lambda: self._interrupted(run, attempt) or run.review is not None)
-                if self._interrupted(run, attempt):
-                    return None
-                if run.review == "rejected":
-                    self._finish(run, "failure")
-                    return None
-                self._set_status(run, "in_progress")
-            run.job_started_at = self._now()
-            self._ensure_deployment(run)
-            self._changed.notify_all()
-            if self._changed.wait_for(lambda: self._interrupted(run, attempt), timeout=self.step_delay):
-                return None
-            run.hook_running = True
-            return RunContext(
-                run_id=run.id,
-                run_number=run.run_number,
-                run_attempt=run.attempt,
-                workflow_id=run.workflow.id,
-                workflow_name=run.workflow.spec.name,
-                workflow_path=run.workflow.spec.path,
-                ref=run.ref,
-                sha=run.sha,
-                inputs=dict(run.inputs),
-                environment=run.environment,
-                actor=run.actor,
-                deployment_id=run.deployment_id,
-                cancelled=run.cancelled,
-            )
+            held = time.monotonic() < self._hook_threads.get(threading.current_thread(), 0.0)
+            if run.attempt == context.run_attempt and run.status != "completed":
+                conclusion = "cancelled" if run.cancel_requested else ("success" if ok else "failure")
+                self._finish(run, conclusion, due + (now - started) if held else now)
 
-    def _set_status(self, run: _Run, status: str) -> None:
+    def _set_status(self, run: _Run, status: str, at: float) -> None:
         run.status = status
-        run.updated_at = self._now()
+        run.updated_at = at
         self._changed.notify_all()
 
-    def _finish(self, run: _Run, conclusion: str) -> None:
+    def _finish(self, run: _Run, conclusion: str, at: float) -> None:
         run.status, run.conclusion = "completed", conclusion
-        run.updated_at = run.job_completed_at = self._now()
+        run.updated_at = run.job_completed_at = at
         deployment = self._deployments.get(run.deployment_id) if run.deployment_id else None
         if deployment is not None:
             state = "success" if conclusion == "success" else "failure"
@@ -1734,14 +1799,14 @@ class GitHubEmulator(HttpEmulator[_Reply]):
                 conclusion, "Deployment failed"
             )
             self._add_deployment_status(
-                deployment, run.actor, state, description, self._html_run(run), "", True
+                deployment, run.actor, state, description, self._html_run(run), "", True, at=at
             )
         self._changed.notify_all()
 
     def _html_run(self, run: _Run) -> str:
         return f"{self._html_repo}/actions/runs/{run.id}/job/{run.job_id}"
 
-    def _ensure_deployment(self, run: _Run) -> _Deployment | None:
+    def _ensure_deployment(self, run: _Run, at: float) -> _Deployment | None:
         """The deployment an environment-targeting job creates when it starts (once per attempt)."""
         if run.environment is None:
             return None
@@ -1758,9 +1823,12 @@ class GitHubEmulator(HttpEmulator[_Reply]):
             transient=False,
             production=None,
             by_actions=True,
+            at=at,
         )
         run.deployment_id = deployment.id
-        self._add_deployment_status(deployment, run.actor, "in_progress", "", self._html_run(run), "", True)
+        self._add_deployment_status(
+            deployment, run.actor, "in_progress", "", self._html_run(run), "", True, at=at
+        )
         return deployment
 
     # ----------------------------------------------------------------------- environment approvals
@@ -1816,11 +1884,10 @@ class GitHubEmulator(HttpEmulator[_Reply]):
             raise _HttpError(422, f"{login} is not a required reviewer for environment '{env.name}'")
         if env.prevent_self_review and login == run.actor:
             raise _HttpError(422, f"Self-review is not allowed for environment '{env.name}'")
-        run.review = state
-        self._changed.notify_all()
         if state != "approved":
+            self._finish(run, "failure", self._now())
             return []
-        deployment = self._ensure_deployment(run)
+        deployment = self._start_job(run, self._now())
         return [deployment] if deployment else []
 
     # ----------------------------------------------------------------------- deployments
@@ -1838,10 +1905,11 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         transient: bool,
         production: bool | None,
         by_actions: bool,
+        at: float | None = None,
     ) -> _Deployment:
         if environment not in self._environments:
-            self.add_environment(EnvironmentDef(environment))
-        now = self._now()
+            self._put_environment(EnvironmentDef(environment))
+        now = self._now() if at is None else at
         deployment = _Deployment(
             id=self._next_id("deployment", 2_400_000_001),
             sha=sha,
@@ -1870,6 +1938,8 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         log_url: str,
         environment_url: str,
         auto_inactive: bool,
+        *,
+        at: float | None = None,
     ) -> _DeploymentStatus:
         status = _DeploymentStatus(
             id=self._next_id("deployment_status", 3_100_000_001),
@@ -1880,7 +1950,7 @@ class GitHubEmulator(HttpEmulator[_Reply]):
             target_url=log_url,
             log_url=log_url,
             environment_url=environment_url,
-            created_at=self._now(),
+            created_at=self._now() if at is None else at,
         )
         deployment.statuses.append(status)
         deployment.updated_at = status.created_at
@@ -1892,7 +1962,7 @@ class GitHubEmulator(HttpEmulator[_Reply]):
                     and other.environment == deployment.environment
                     and latest == "success"
                 ):
-                    self._add_deployment_status(other, creator, "inactive", "", "", "", False)
+                    self._add_deployment_status(other, creator, "inactive", "", "", "", False, at=at)
         return status
 
     def _deployment_json(self, deployment: _Deployment) -> dict[str, Any]:
@@ -2106,7 +2176,7 @@ class GitHubEmulator(HttpEmulator[_Reply]):
                     )
                 reviewers.append(by_id[entry["id"]])
         existing = self._environments.get(name)
-        self.add_environment(
+        self._put_environment(
             EnvironmentDef(
                 name=name,
                 reviewers=reviewers if reviewers is not None else (existing.reviewers if existing else ()),

@@ -29,10 +29,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from watchdog.errors import LeaseLost, RollbackInProgress, StoreError, StoreUnavailable
+from watchdog.errors import LeaseLost, RollbackInProgress, StepConflict, StoreError, StoreUnavailable
 from watchdog.manifest import Migration, manifest_to_json
 from watchdog.observability import has_secrets, redact
-from watchdog.phases import DecisionKind, IncidentPhase, ReleaseStatus, StepPhase, WatchKind, WatchPhase
+from watchdog.phases import (
+    DecisionKind,
+    DecisionResult,
+    IncidentPhase,
+    ReleaseStatus,
+    StepPhase,
+    WatchKind,
+    WatchPhase,
+)
 from watchdog.store.models import (
     DecisionEntry,
     DeployEvent,
@@ -49,9 +57,11 @@ from watchdog.store.models import (
 OPEN_INCIDENT_INDEX = "uq_open_incident"
 
 __all__ = [
+    "KEEP",
     "DecisionEntry",
     "DeployEvent",
     "Incident",
+    "Keep",
     "Pin",
     "Release",
     "ReleaseRef",
@@ -63,6 +73,13 @@ __all__ = [
 ]
 
 _Row = TypeVar("_Row", Release, Watch, Incident, Step)
+
+
+class Keep:
+    """The default of an optional column argument: leave the column as it is (``None`` clears it)."""
+
+
+KEEP = Keep()
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -106,6 +123,7 @@ def _decision(
     incident_id: int | None = None,
 ) -> DecisionEntry:
     """A decision-log row added to the session's transaction (so it commits with what it records)."""
+    kind, result = DecisionKind(kind), DecisionResult(result)  # a ValueError names what is not ours
     ft, fs, fr, fu = _ref(from_release)
     tt, ts, tr, tu = _ref(to_release)
     row = DecisionEntry(
@@ -387,7 +405,7 @@ class Store:
             insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
             s.execute(
                 insert(Release)
-                .values(env=env, service=service, tag=ref.tag, status=status.value, created_at=now)
+                .values(env=env, service=service, tag=ref.tag, status=status, created_at=now)
                 .on_conflict_do_nothing(index_elements=["env", "service", "tag"])
             )
             row = s.scalar(sa.select(Release).filter_by(env=env, service=service, tag=ref.tag))
@@ -412,14 +430,14 @@ class Store:
     def set_release_status(self, release_id: int, status: ReleaseStatus) -> None:
         with self.session() as s:
             row = _get(s, Release, release_id)
-            if row.status == ReleaseStatus.FAILED.value and status is ReleaseStatus.STABLE:
+            if row.status == ReleaseStatus.FAILED and status is ReleaseStatus.STABLE:
                 raise StoreError(f"release {row.tag} failed its watch in {row.env} and cannot become stable")
-            row.status = status.value
+            row.status = status
 
     def pin(self, env: str, service: str, release_id: int, now: float, actor: str, reason: str) -> Pin:
         with self.session() as s:
             rel = _get(s, Release, release_id)
-            if rel.status == ReleaseStatus.FAILED.value:
+            if rel.status == ReleaseStatus.FAILED:
                 raise StoreError(f"release {rel.tag} failed its watch in {env}: it is never pinned")
             row = Pin(
                 env=env, service=service, release_id=release_id, pinned_at=now, actor=actor, reason=reason
@@ -495,7 +513,7 @@ class Store:
                 release_id=release_id,
                 previous_release_id=previous_release_id,
                 incident_id=incident_id,
-                phase=WatchPhase.RUNNING.value,
+                phase=WatchPhase.RUNNING,
                 started_at=started_at,
                 ends_at=ends_at,
             )
@@ -520,7 +538,7 @@ class Store:
 
     def running_watches(self, env: str | None = None, service: str | None = None) -> list[Watch]:
         with self.session() as s:
-            q = sa.select(Watch).filter_by(phase=WatchPhase.RUNNING.value)
+            q = sa.select(Watch).filter_by(phase=WatchPhase.RUNNING)
             if env is not None:
                 q = q.filter_by(env=env)
             if service is not None:
@@ -533,8 +551,8 @@ class Store:
         with self.session() as s:
             res = s.execute(
                 sa.update(Watch)
-                .where(Watch.id == watch_id, Watch.phase == WatchPhase.RUNNING.value)
-                .values(phase=phase.value, ended_at=now, summary=summary)
+                .where(Watch.id == watch_id, Watch.phase == WatchPhase.RUNNING)
+                .values(phase=phase, ended_at=now, summary=summary)
             )
             return bool(getattr(res, "rowcount", 0) == 1)
 
@@ -542,7 +560,7 @@ class Store:
         """Let a running watch go on until ``ends_at`` (an inconclusive watch, extended once)."""
         with self.session() as s:
             row = _get(s, Watch, watch_id)
-            if row.phase == WatchPhase.RUNNING.value:
+            if row.phase == WatchPhase.RUNNING:
                 row.ends_at = max(row.ends_at, ends_at)
 
     def add_verdict(
@@ -605,7 +623,7 @@ class Store:
                     reason=reason,
                     actor=actor,
                     correlation_id=f"wd-{secrets.token_hex(6)}",
-                    phase=IncidentPhase.RUNNING.value,
+                    phase=IncidentPhase.RUNNING,
                     created_at=now,
                     evidence=evidence,
                 )
@@ -625,7 +643,7 @@ class Store:
 
     def open_incidents(self) -> list[Incident]:
         with self.session() as s:
-            done = (IncidentPhase.RESOLVED.value, IncidentPhase.ESCALATED.value)
+            done = (IncidentPhase.RESOLVED, IncidentPhase.ESCALATED)
             q = sa.select(Incident).where(Incident.phase.not_in(done)).order_by(Incident.id)
             return list(s.scalars(q))
 
@@ -640,42 +658,22 @@ class Store:
         with self.session() as s:
             q = (
                 sa.select(Watch)
-                .filter_by(env=env, service=service, kind=WatchKind.DEPLOY.value)
+                .filter_by(env=env, service=service, kind=WatchKind.DEPLOY)
                 .order_by(Watch.id.desc())
                 .limit(1)
             )
             return s.scalar(q)
 
     def set_incident_phase(
-        self,
-        incident_id: int,
-        phase: IncidentPhase,
-        now: float | None = None,
-        log: dict[str, Any] | None = None,
-        complete_step: int | None = None,
-    ) -> DecisionEntry | None:
-        """Change the incident's phase; ``log`` (decision fields) is written in the same transaction,
-        and ``complete_step`` (a step id) is marked successful in it too."""
+        self, incident_id: int, phase: IncidentPhase, now: float | None = None
+    ) -> Incident:
+        """Change the incident's phase (resolved and escalated end it at ``now``)."""
         with self.session() as s:
             row = _get(s, Incident, incident_id)
-            row.phase = phase.value
+            row.phase = phase
             if phase in (IncidentPhase.RESOLVED, IncidentPhase.ESCALATED):
                 row.ended_at = now
-            if complete_step is not None:
-                step = _get(s, Step, complete_step)
-                step.phase, step.ended_at, step.outcome = StepPhase.SUCCESSFUL.value, now, "ok"
-                if log is not None:
-                    _decision(
-                        s,
-                        **{
-                            **log,
-                            "kind": DecisionKind.STEP.value,
-                            "reason": f"step {step.name} successful",
-                            "result": "successful",
-                            "evidence": {"step": step.name, "attempts": step.attempts},
-                        },
-                    )
-            return None if log is None else _decision(s, **log)
+            return row
 
     def step(self, incident_id: int, name: str) -> Step:
         """The step row, created as pending on first sight; its key is (incident, step name)."""
@@ -690,7 +688,7 @@ class Store:
                     incident_id=incident_id,
                     name=name,
                     idempotency_key=key,
-                    phase=StepPhase.PENDING.value,
+                    phase=StepPhase.PENDING,
                     attempts=0,
                     evidence={},
                 )
@@ -715,49 +713,39 @@ class Store:
         now: float,
         outcome: str | None = None,
         evidence: dict[str, Any] | None = None,
-        attempt: bool = False,
+        attempts: int | None = None,
+        next_attempt_at: float | Keep | None = KEEP,
+        expect: tuple[StepPhase, int] | None = None,
     ) -> Step:
-        return self.step_transition(
-            step_id, phase=phase, now=now, outcome=outcome, evidence=evidence, attempt=attempt
-        )[0]
-
-    def step_transition(
-        self,
-        step_id: int,
-        *,
-        phase: StepPhase,
-        now: float,
-        outcome: str | None = None,
-        evidence: dict[str, Any] | None = None,
-        attempt: bool = False,
-        log: dict[str, Any] | None = None,
-    ) -> tuple[Step, DecisionEntry | None]:
-        """Record a step's new phase and, in the same transaction, its decision-log entry: a crash
-        leaves both or neither."""
+        """Record a step's new phase (and outcome, evidence merged into what it has, attempt count,
+        next-attempt time). ``expect`` makes it a compare-and-set: the row must still be at that
+        (phase, attempts), else ``StepConflict`` and nothing is written — another process moved the
+        step on since this one read it."""
         with self.session() as s:
-            row = _get(s, Step, step_id)
-            row.phase = phase.value
+            q = sa.select(Step).where(Step.id == step_id).execution_options(populate_existing=True)
+            row = s.scalar(q.with_for_update() if expect is not None else q)
+            if row is None:
+                raise StoreError(f"no steps row with id {step_id}")
+            if expect is not None and (row.phase, row.attempts) != (expect[0], expect[1]):
+                raise StepConflict(
+                    f"step {row.name} of incident {row.incident_id} is {row.phase.value} at attempt "
+                    f"{row.attempts}, not {expect[0].value} at {expect[1]}: another process moved it on"
+                )
+            row.phase = phase
             if phase is StepPhase.RUNNING and row.started_at is None:
                 row.started_at = now
             if phase in (StepPhase.SUCCESSFUL, StepPhase.FAILED, StepPhase.ERROR):
                 row.ended_at = now
-            if attempt:
-                row.attempts += 1
+            if attempts is not None:
+                row.attempts = attempts
+            if not isinstance(next_attempt_at, Keep):
+                row.next_attempt_at = next_attempt_at
             if outcome is not None:
                 row.outcome = outcome
             if evidence is not None:
                 row.evidence = {**row.evidence, **evidence}
             s.flush()
-            entry = None
-            if log is not None:
-                entry = _decision(
-                    s,
-                    **{
-                        **log,
-                        "evidence": {"step": row.name, "attempts": row.attempts, **log.get("evidence", {})},
-                    },
-                )
-            return row, entry
+            return row
 
     # ------------------------------------------------------------------ decision log
 

@@ -6,7 +6,8 @@ migrations run on SQLite (the embedded default) and PostgreSQL (HA replicas).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import enum
+from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -20,7 +21,41 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from watchdog.phases import (
+    DecisionKind,
+    DecisionResult,
+    IncidentPhase,
+    ReleaseStatus,
+    StepPhase,
+    WatchKind,
+    WatchPhase,
+)
+
+_E = TypeVar("_E", bound=enum.StrEnum)
+
+
+class Vocabulary(TypeDecorator[_E], Generic[_E]):
+    """A column of one of the watchdog's enums (``watchdog.phases``), stored as its string value
+    (the schema keeps a plain VARCHAR, readable by any SQL client). Writing a value outside the
+    enum fails before it reaches the database; rows read back are enum members."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, vocabulary: type[_E], length: int = 64) -> None:
+        super().__init__(length)
+        self.vocabulary = vocabulary
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.vocabulary(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> _E | None:
+        return None if value is None else self.vocabulary(value)
+
 
 #: The condition of an open incident (neither resolved nor escalated), as SQL.
 OPEN_INCIDENT = "phase NOT IN ('resolved', 'escalated')"
@@ -43,7 +78,7 @@ class Release(Base):
     sha: Mapped[str | None] = mapped_column(String(64))
     run_id: Mapped[int | None] = mapped_column(BigInteger)
     build_url: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(32))
+    status: Mapped[ReleaseStatus] = mapped_column(Vocabulary(ReleaseStatus, 32))
     created_at: Mapped[float] = mapped_column(Float)
     #: The migration manifest from the deploy event ([{id, reversible}]), when it carried one.
     migrations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
@@ -93,11 +128,11 @@ class Watch(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     env: Mapped[str] = mapped_column(String(32))
     service: Mapped[str] = mapped_column(String(128))
-    kind: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[WatchKind] = mapped_column(Vocabulary(WatchKind, 32))
     release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
     previous_release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
     incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
-    phase: Mapped[str] = mapped_column(String(32))
+    phase: Mapped[WatchPhase] = mapped_column(Vocabulary(WatchPhase, 32))
     started_at: Mapped[float] = mapped_column(Float)
     ends_at: Mapped[float] = mapped_column(Float)
     ended_at: Mapped[float | None] = mapped_column(Float)
@@ -147,7 +182,7 @@ class Incident(Base):
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(128))
     correlation_id: Mapped[str] = mapped_column(String(64), unique=True)
-    phase: Mapped[str] = mapped_column(String(32))
+    phase: Mapped[IncidentPhase] = mapped_column(Vocabulary(IncidentPhase, 32))
     created_at: Mapped[float] = mapped_column(Float)
     ended_at: Mapped[float | None] = mapped_column(Float)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -163,8 +198,11 @@ class Step(Base):
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
     name: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str] = mapped_column(String(200))
-    phase: Mapped[str] = mapped_column(String(32))
+    phase: Mapped[StepPhase] = mapped_column(Vocabulary(StepPhase, 32))
+    #: Failed (retryable) attempts so far; the step escalates when they reach the limit.
     attempts: Mapped[int] = mapped_column(Integer)
+    #: The step does not run again before this time (a backoff, a server's Retry-After, a wait).
+    next_attempt_at: Mapped[float | None] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float)
     ended_at: Mapped[float | None] = mapped_column(Float)
     outcome: Mapped[str | None] = mapped_column(Text)
@@ -181,7 +219,7 @@ class DecisionEntry(Base):
     at: Mapped[float] = mapped_column(Float)
     env: Mapped[str] = mapped_column(String(32))
     service: Mapped[str] = mapped_column(String(128))
-    kind: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[DecisionKind] = mapped_column(Vocabulary(DecisionKind, 64))
     from_tag: Mapped[str | None] = mapped_column(String(256))
     from_sha: Mapped[str | None] = mapped_column(String(64))
     from_run_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -193,7 +231,7 @@ class DecisionEntry(Base):
     reason: Mapped[str] = mapped_column(Text)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
     actor: Mapped[str] = mapped_column(String(128))
-    result: Mapped[str] = mapped_column(String(64))
+    result: Mapped[DecisionResult] = mapped_column(Vocabulary(DecisionResult, 64))
     watch_id: Mapped[int | None] = mapped_column(Integer)
     incident_id: Mapped[int | None] = mapped_column(Integer)
 
