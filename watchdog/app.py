@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 import structlog
@@ -23,14 +24,18 @@ from watchdog.config import WatchdogConfig, secret_values
 from watchdog.decisions import DecisionLog
 from watchdog.engine import Engine, Reporter
 from watchdog.errors import WatchdogError
-from watchdog.leader import Leadership
-from watchdog.observability import init_sentry, register_secrets, report_exception
+from watchdog.leader import LEASE, Leadership
+from watchdog.metrics import Reporters, SelfMetrics
+from watchdog.observability import cron_checkin, init_sentry, register_secrets, report_exception
 from watchdog.phases import Actor
 from watchdog.pipeline import RollbackPipeline
 from watchdog.sources import PrometheusSource, ReplaySource, ScrapeSource, ScrapeTarget
 from watchdog.sources.base import MetricSource
 from watchdog.sources.scrape import ProbeTarget
 from watchdog.store import ReleaseRef, Store
+
+if TYPE_CHECKING:
+    from watchdog.api import ApiServer
 
 log = structlog.get_logger("watchdog.app")
 
@@ -86,6 +91,7 @@ class App:
         http: httpx.Client | None = None,
         deployer: DeployWorkflow | None = None,
         reporter: Reporter | None = None,
+        metrics: SelfMetrics | None = None,
         smoke_retry_delay_s: float = 1.0,
     ) -> App:
         register_config_secrets(cfg)
@@ -115,7 +121,8 @@ class App:
             if pd is not None
             else None
         )
-        decisions = DecisionLog(store, clock, reporter)  # one log, shared by engine and pipeline
+        heard = Reporters(reporter, metrics)  # the terminal view and the metrics hear the same
+        decisions = DecisionLog(store, clock, heard)  # one log, shared by engine and pipeline
         pipeline = RollbackPipeline(
             cfg,
             store,
@@ -128,7 +135,7 @@ class App:
             smoke_retry_delay_s=smoke_retry_delay_s,
         )
         engine = Engine(
-            cfg, store, source, clock, pipeline=pipeline, reporter=reporter, pager=pager, decisions=decisions
+            cfg, store, source, clock, pipeline=pipeline, reporter=heard, pager=pager, decisions=decisions
         )
         return cls(cfg, clock, store, source, engine, pipeline, http)
 
@@ -199,7 +206,8 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
     """The long-running process: APScheduler runs the scrapes and the ticks until ``stop`` is set."""
     if cfg.sentry.dsn is not None:
         init_sentry(cfg.sentry.dsn.get_secret_value(), cfg.sentry.environment, __version__)
-    app = App.build(cfg, clock)
+    metrics = SelfMetrics(source=cfg.source.kind)
+    app = App.build(cfg, clock, metrics=metrics)
     leadership = Leadership(app.store, clock, cfg.store.lease_ttl_s)
     try:
         if app.store.engine.dialect.name == "sqlite":
@@ -210,13 +218,21 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
         app.close()
         raise
     app.check_workflow()
+    beats = Heartbeats(clock, stale_after_s=max(60.0, 5 * max(cfg.tick_s, cfg.store.lease_ttl_s / 3)))
+    try:
+        api = _start_api(cfg, app, leadership, metrics, beats) if cfg.api.enabled else None
+    except BaseException:
+        leadership.release()
+        app.close()
+        raise
     if leadership.leading:
         seeded = app.seed_pins()
         if seeded:
             log.info("stable pins seeded from GitHub", pins=seeded)
     scheduler = BackgroundScheduler(timezone="UTC")
+    beats.scheduler = scheduler
     scheduler.add_job(
-        _safe_renew(leadership),
+        _safe_renew(leadership, metrics, beats),
         "interval",
         seconds=cfg.store.lease_ttl_s / 3,
         id="lease",
@@ -234,13 +250,27 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
             coalesce=True,
         )
     scheduler.add_job(
-        _safe_tick(app.engine, leadership),
+        _safe_tick(app.engine, leadership, metrics, beats),
         "interval",
         seconds=cfg.tick_s,
         id="tick",
         max_instances=1,
         coalesce=True,
     )
+    polling = cfg.github.deployments
+    if polling.poll and app.pipeline.deployer is not None:
+        from watchdog.deploys import DeploymentPoller
+
+        # built once, now: deployments that succeeded before this start are history, not deploys
+        poller = DeploymentPoller(cfg, app.pipeline.deployer, app.store, clock, app.engine.announce)
+        scheduler.add_job(
+            poller.job(lambda: leadership.leading),  # only the leader polls
+            "interval",
+            seconds=polling.interval_s,
+            id="deployments",
+            max_instances=1,
+            coalesce=True,
+        )
     scheduler.start()
     log.info(
         "daemon started",
@@ -250,6 +280,7 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
         store=app.store.engine.url.render_as_string(hide_password=True),
         holder=leadership.holder,
         leading=leadership.leading,
+        api=api.url if api is not None else None,
     )
     try:
         stop.wait()
@@ -257,28 +288,95 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
         log.info("daemon stopping: the work in hand finishes, the rest resumes at the next start")
         app.stop()
         scheduler.shutdown(wait=True)  # the tick running ends after its current step
+        if api is not None:
+            api.stop()
         leadership.release()
         app.close()
         log.info("daemon stopped")
 
 
-def _safe_tick(engine: Engine, leadership: Leadership) -> Callable[[], None]:
+class Heartbeats:
+    """When the daemon's scheduled jobs last ran: ``/healthz`` answers 503 once none has for
+    ``stale_after_s`` (a wedged scheduler, a tick stuck for ever), or the scheduler stopped."""
+
+    def __init__(self, clock: Clock, stale_after_s: float) -> None:
+        self.clock, self.stale_after_s = clock, stale_after_s
+        self.started = clock.now()
+        self.last: float | None = None
+        self.scheduler: BackgroundScheduler | None = None
+
+    def beat(self) -> None:
+        self.last = self.clock.now()
+
+    def problem(self) -> str | None:
+        if self.scheduler is not None and not self.scheduler.running:
+            return "the scheduler is not running"
+        since = self.last if self.last is not None else self.started
+        quiet = self.clock.now() - since
+        if quiet > self.stale_after_s:
+            return f"no scheduled job ran for {quiet:.0f}s (expected within {self.stale_after_s:.0f}s)"
+        return None
+
+
+def _start_api(
+    cfg: WatchdogConfig, app: App, leadership: Leadership, metrics: SelfMetrics, beats: Heartbeats
+) -> ApiServer:
+    from watchdog.api import ApiContext, ApiServer  # the web stack only where it serves
+    from watchdog.overrides import Overrides
+
+    def role() -> tuple[str, str | None]:
+        if leadership.leading:
+            return "leader", leadership.holder
+        current = app.store.lease(LEASE)
+        return "standby", current.holder if current is not None else None
+
+    ctx = ApiContext(
+        cfg,
+        app.store,
+        app.clock,
+        app.engine,
+        metrics,
+        overrides=Overrides(app.engine),
+        role=role,
+        liveness=beats.problem,
+    )
+    server = ApiServer(ctx)
+    server.start()
+    return server
+
+
+def _safe_tick(
+    engine: Engine, leadership: Leadership, metrics: SelfMetrics, beats: Heartbeats
+) -> Callable[[], None]:
     def tick() -> None:
+        beats.beat()
+        metrics.leader.set(1 if leadership.leading else 0)
         if not leadership.leading:
             return  # a standby only scrapes
-        try:
-            engine.tick()
-        except Exception as exc:  # a tick must never kill the daemon; the next tick tries again
-            report_exception(log, "tick failed", exc)
+        # a Sentry Crons check-in per tick: Sentry says when the ticks stop, which no error event can
+        monitor = cron_checkin("rollback-watchdog-tick", interval_s=engine.cfg.tick_s)
+        with monitor as checkin, metrics.tick_seconds.time():
+            try:
+                engine.tick()
+            except Exception as exc:  # a tick must never kill the daemon; the next tick tries again
+                checkin.fail()
+                metrics.ticks.labels("failed").inc()
+                report_exception(log, "tick failed", exc)
+                return
+        metrics.ticks.labels("ok").inc()
+        metrics.last_tick.set(engine.clock.now())
+        beats.beat()
 
     return tick
 
 
-def _safe_renew(leadership: Leadership) -> Callable[[], None]:
+def _safe_renew(leadership: Leadership, metrics: SelfMetrics, beats: Heartbeats) -> Callable[[], None]:
     def renew() -> None:
+        beats.beat()
         try:
             leadership.hold()
         except Exception as exc:  # the store is down: the lease runs out, the fence holds
             report_exception(log, "lease renewal failed", exc)
+        metrics.leader.set(1 if leadership.leading else 0)
 
     return renew

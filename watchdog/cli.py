@@ -25,8 +25,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+import httpx
 
 from watchdog import __version__
 from watchdog.clock import RealClock
@@ -38,10 +40,21 @@ from watchdog.config import (
     secret_values,
 )
 from watchdog.engine import Engine, tag_problem
-from watchdog.errors import ConfigError, InputError, StoreUnavailable, UnknownName, WatchdogError
-from watchdog.manifest import Migration, parse_manifest
+from watchdog.errors import (
+    ConfigError,
+    InputError,
+    StoreUnavailable,
+    UnknownName,
+    WatchdogError,
+    action_error,
+    retryable_status,
+)
+from watchdog.manifest import Migration, manifest_to_json, parse_manifest
 from watchdog.observability import configure_logging, redact, register_secrets
 from watchdog.store import DecisionEntry, ReleaseRef, Store
+
+if TYPE_CHECKING:
+    from watchdog.overrides import Overrides
 
 EXIT_OK, EXIT_BAD_OUTCOME, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -150,6 +163,18 @@ def _unix_time(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r}: a time is a finite, positive number of Unix seconds")
     return value
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def _duration(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``1.5h``, ``2d`` → seconds."""
+    m = _DURATION.match(text)
+    if m is None or float(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive duration such as 90s, 10m, 1h or 2d")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
 
 
 def _text(text: str) -> str:
@@ -266,6 +291,13 @@ def _migrations(path: str | None) -> tuple[Migration, ...] | None:
 
 
 def cmd_announce(args: argparse.Namespace) -> int:
+    if args.api is not None:
+        return _announce_via_api(args)
+    if args.config is None:
+        raise InputError(
+            "announce needs -c/--config (to write the deploy event into the store) or --api URL "
+            "(to post it to the daemon's API)"
+        )
     cfg = _config_for(args)
     ref = ReleaseRef(args.tag, args.sha, args.run_id, args.build_url, _migrations(args.migrations))
     with _store(cfg, create=True) as store:
@@ -275,6 +307,149 @@ def cmd_announce(args: argparse.Namespace) -> int:
     print(
         f"announced deploy of {args.tag} to {args.env} (event {event_id}); "
         "the daemon picks it up at its next tick"
+    )
+    return EXIT_OK
+
+
+# ``announce --api``: a CI runner holds a deployer token, not the store's credentials.
+
+_API_SERVICE = "rollback-watchdog API"
+#: The body's fields, each named by the option that fills it (``deployed_at`` is ``--at``).
+_DEPLOY_FIELDS = ("env", "service", "tag", "sha", "run_id", "build_url", "deployed_at", "migrations")
+
+
+def _api_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.username is not None or parts.password is not None:  # refused without showing it
+        raise argparse.ArgumentTypeError(
+            "the URL holds credentials: put none in it, the token comes from --token-env"
+        )
+    url = _http_url(text)
+    if parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"{text!r}: the API's base URL has no query or fragment")
+    return url.rstrip("/")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number of seconds above 0")
+    return value
+
+
+def _api_token(variable: str) -> str:
+    """The bearer token, from the environment only (argv is visible to every user of the host)."""
+    token = os.environ.get(variable, "").strip()
+    if not token:
+        raise InputError(
+            "the environment variable is not set or empty; it must hold a token with the deployer role",
+            argument="token_env",
+            value=variable,
+        )
+    if not all(33 <= ord(c) < 127 for c in token):
+        raise InputError(
+            "the environment variable holds characters a bearer token cannot have (not shown)",
+            argument="token_env",
+            value=variable,
+        )
+    register_secrets([token])  # whatever this command prints is scrubbed of it
+    return token
+
+
+def _deploy_body(args: argparse.Namespace) -> dict[str, Any]:
+    """``POST /v1/deploys``'s body: the arguments given, the migration manifest parsed here."""
+    optional = {
+        "sha": args.sha,
+        "run_id": args.run_id,
+        "build_url": args.build_url,
+        "deployed_at": args.at,
+        "migrations": manifest_to_json(_migrations(args.migrations)),
+    }
+    body = {"env": args.env, "service": args.service, "tag": args.tag}
+    return body | {k: v for k, v in optional.items() if v is not None}
+
+
+def _json(answer: httpx.Response) -> dict[str, Any]:
+    try:
+        doc = answer.json()
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _refused(args: argparse.Namespace, answer: httpx.Response) -> InputError:
+    """A refusal (4xx) as the argument at fault: a body field is its option, a refused token the
+    variable it came from, an answer not in the API's own shape the URL."""
+    doc = _json(answer)
+    error, field = doc.get("error"), doc.get("field")
+    if not isinstance(error, str):
+        return InputError(
+            f"HTTP {answer.status_code} {answer.reason_phrase}: is it the daemon's API?",
+            argument="api",
+            value=args.api,
+        )
+    field = field if isinstance(field, str) else None
+    where = f"HTTP {answer.status_code}" + (f", field {field}" if field else "")
+    problem = f"the API refused the deploy ({where}): {' '.join(error.split())[:500]}"
+    name = field.split(".")[1] if field and field.startswith("body.") else None
+    if name in _DEPLOY_FIELDS:
+        value = args.at if name == "deployed_at" else getattr(args, name)
+        return InputError(problem, argument=name, value=value)
+    if answer.status_code in (401, 403):
+        return InputError(problem, argument="token_env", value=args.token_env)
+    return InputError(problem)
+
+
+def _post_deploy(args: argparse.Namespace, token: str, body: dict[str, Any]) -> int:
+    """The deploy event's id. Every way the API can fail is mapped here: a refusal is bad input
+    (exit 2); no answer, a 5xx or a 429 is an unavailable API (exit 3)."""
+    url = f"{args.api}/v1/deploys"
+    try:
+        answer = httpx.post(
+            url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=args.timeout_s
+        )
+    except httpx.TimeoutException:
+        raise action_error(
+            f"the API at {url} did not answer within {args.timeout_s:g}s", service=_API_SERVICE
+        ) from None
+    except httpx.RequestError as exc:
+        raise action_error(f"cannot reach the API at {url}: {exc}", service=_API_SERVICE) from None
+    status = answer.status_code
+    if answer.is_success:
+        event = _json(answer).get("deploy_event")
+        if isinstance(event, int) and not isinstance(event, bool):
+            return event
+        raise action_error(
+            f"{url} answered HTTP {status} without a deploy event: is --api the daemon's API?",
+            service=_API_SERVICE,
+            status=status,
+        )
+    if retryable_status(status):
+        error = _json(answer).get("error")
+        why = " ".join(error.split())[:500] if isinstance(error, str) else answer.reason_phrase
+        raise action_error(
+            f"the API at {url} could not take the deploy (HTTP {status}): {why}",
+            service=_API_SERVICE,
+            status=status,
+        )
+    raise _refused(args, answer)
+
+
+def _announce_via_api(args: argparse.Namespace) -> int:
+    if args.config is not None:
+        print(
+            f"warning: -c {args.config} is not read with --api: the daemon checks the deploy "
+            "against its own configuration",
+            file=sys.stderr,
+        )
+    token = _api_token(args.token_env)
+    event_id = _post_deploy(args, token, _deploy_body(args))
+    print(
+        f"announced deploy of {args.tag} to {args.env} (event {event_id}); "
+        "the daemon's leader picks it up at its next tick"
     )
     return EXIT_OK
 
@@ -299,6 +474,60 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             args.env, args.service, reason=args.reason, actor=args.actor, to_tag=args.to
         )
     print(f"rollback requested (incident {incident_id}); the daemon runs the pipeline at its next tick")
+    return EXIT_OK
+
+
+def _overrides(cfg: WatchdogConfig, store: Store) -> Overrides:
+    """The levers on the store, with the pager when one is configured (acknowledge needs it)."""
+    from actions.pagerduty import PagerDuty
+    from watchdog.overrides import Overrides
+
+    pd = cfg.incidents.pagerduty
+    engine = _engine(cfg, store)
+    if pd is not None:
+        http = httpx.Client(timeout=pd.timeout_s)
+        engine.pager = PagerDuty(
+            pd.events_url, pd.routing_key.get_secret_value(), http, timeout_s=pd.timeout_s
+        )
+    return Overrides(engine)
+
+
+def _only_service(cfg: WatchdogConfig, args: argparse.Namespace) -> str:
+    if args.service is None:
+        if len(cfg.services) != 1:
+            raise InputError("--service is required when the configuration has several services")
+        return cfg.services[0].name
+    return str(args.service)
+
+
+def cmd_override(args: argparse.Namespace) -> int:
+    """veto, approve, acknowledge, pause, resume, promote, extend: ``watchdog.overrides``, logged
+    with ``--actor`` and ``--reason``."""
+    cfg = _config_for(args)
+    lever = args.lever
+    with _store(cfg, create=False) as store:
+        levers = _overrides(cfg, store)
+        if lever in ("veto", "approve", "acknowledge"):
+            incident = getattr(levers, lever)(args.incident, actor=args.actor, reason=args.reason)
+            done = {"veto": "vetoed", "approve": "approved", "acknowledge": "acknowledged"}[lever]
+            print(f"incident {incident.id} {done} by {args.actor}")
+        elif lever == "pause":
+            pause = levers.pause(
+                args.env, args.service, for_s=args.for_s, actor=args.actor, reason=args.reason
+            )
+            scope = args.env if args.service is None else f"{args.service} in {args.env}"
+            print(f"automation for {scope} paused until {pause.until:.0f} (pause {pause.id})")
+        elif lever == "resume":
+            ended = levers.resume(args.env, args.service, actor=args.actor, reason=args.reason)
+            print(f"resumed: pause {', '.join(str(p.id) for p in ended)} ended")
+        elif lever == "promote":
+            watch = levers.promote(args.env, _only_service(cfg, args), actor=args.actor, reason=args.reason)
+            print(f"watch {watch.id} ended: its release is pinned as stable")
+        else:
+            watch = levers.extend(
+                args.env, _only_service(cfg, args), by_s=args.by_s, actor=args.actor, reason=args.reason
+            )
+            print(f"watch {watch.id} now ends at {watch.ends_at:.0f}")
     return EXIT_OK
 
 
@@ -344,7 +573,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from watchdog.demo.runner import run_demo
 
-    return run_demo(healthy=args.healthy, config_path=args.config, workdir=args.workdir)
+    return run_demo(healthy=args.healthy, veto=args.veto, config_path=args.config, workdir=args.workdir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -383,8 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="JSON instead of a table")
     s.set_defaults(func=cmd_log)
 
-    def release_args(s: argparse.ArgumentParser) -> None:
-        s.add_argument("-c", "--config", required=True)
+    def release_args(s: argparse.ArgumentParser, *, config_required: bool = True) -> None:
+        s.add_argument("-c", "--config", required=config_required)
         s.add_argument("--env", required=True, choices=["dev", "stage", "prod"])
         s.add_argument("--service", required=True)
         s.add_argument("--tag", required=True, type=_tag)
@@ -396,13 +625,34 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     s = sub.add_parser("announce", help="tell the daemon a release was deployed (it starts a watch)")
-    release_args(s)
+    release_args(s, config_required=False)
     s.add_argument("--at", type=_unix_time, help="deploy time, Unix seconds (default: now)")
     s.add_argument(
         "--migrations",
         metavar="FILE",
         help='the release\'s migration manifest (JSON: {"migrations": [{"id": ..., "reversible": ...}]}); '
         "the migration gate uses it instead of reading the manifest at the tag",
+    )
+    s.add_argument(
+        "--api",
+        metavar="URL",
+        type=_api_url,
+        help="post the deploy to the daemon's HTTP API at URL (POST URL/v1/deploys) instead of writing "
+        "it into the store: no -c/--config and no database access needed; --actor is not sent (the "
+        "API logs the token's holder)",
+    )
+    s.add_argument(
+        "--token-env",
+        metavar="NAME",
+        default="ROLLBACK_WATCHDOG_TOKEN",
+        help="with --api: the environment variable holding a deployer token (default: %(default)s); "
+        "a token is never taken from the command line",
+    )
+    s.add_argument(
+        "--timeout-s",
+        type=_seconds,
+        default=10.0,
+        help="with --api: seconds to wait for the API (default: %(default)s)",
     )
     s.set_defaults(func=cmd_announce)
 
@@ -423,6 +673,43 @@ def build_parser() -> argparse.ArgumentParser:
         "--actor", type=_text, default=getpass.getuser(), help="who does this (default: the current user)"
     )
     s.set_defaults(func=cmd_rollback)
+
+    def lever(name: str, help_text: str) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help_text)
+        s.add_argument("-c", "--config", required=True)
+        s.add_argument("--reason", required=True, type=_text)
+        s.add_argument(
+            "--actor", type=_text, default=getpass.getuser(), help="who does this (default: the current user)"
+        )
+        s.set_defaults(func=cmd_override, lever=name)
+        return s
+
+    for name, help_text in (
+        ("veto", "cancel an automatic rollback inside its veto window (or a proposed one); logged"),
+        ("approve", "start a proposed rollback (rollback_policy: propose); logged"),
+        ("acknowledge", "take an escalated rollback: its page is acknowledged; logged"),
+    ):
+        lever(name, help_text).add_argument("--incident", required=True, type=int)
+    for name, help_text in (
+        ("pause", "hold automatic rollbacks of an environment or a service for a while; logged"),
+        ("resume", "end a pause before it expires; logged"),
+    ):
+        s = lever(name, help_text)
+        s.add_argument("--env", required=True, choices=["dev", "stage", "prod"])
+        s.add_argument("--service", help="one service (default: the whole environment)")
+        if name == "pause":
+            s.add_argument(
+                "--for", dest="for_s", required=True, type=_duration, help="e.g. 30m, 2h (at most 7d)"
+            )
+    for name, help_text in (
+        ("promote", "end the running watch now and pin its release as stable; logged"),
+        ("extend", "watch the running release longer; logged"),
+    ):
+        s = lever(name, help_text)
+        s.add_argument("--env", required=True, choices=["dev", "stage", "prod"])
+        s.add_argument("--service", help="default: the configuration's only service")
+        if name == "extend":
+            s.add_argument("--by", dest="by_s", required=True, type=_duration, help="e.g. 10m")
 
     s = sub.add_parser("run", help="run the daemon")
     s.add_argument("-c", "--config", required=True)
@@ -447,6 +734,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--healthy", action="store_true", help="deploy a good release and see it promoted")
     s.add_argument("--config", help="demo configuration (default: the packaged config/demo.yaml)")
     s.add_argument("--workdir", help="where to keep the demo's store (default: a temporary directory)")
+    s.add_argument(
+        "--veto",
+        action="store_true",
+        help="deploy the bad release, then veto its rollback through the API inside the veto window",
+    )
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -48,6 +48,7 @@ SECRET_PATHS = (
     ("source", "prometheus", "bearer_token"),
     ("source", "prometheus", "basic_auth_password"),
     ("sentry", "dsn"),
+    ("api", "tokens", "*", "token"),
     ("incidents", "pagerduty", "routing_key"),
     ("services", "*", "dampening", "*", "*", "unleash", "token"),
     ("services", "*", "dampening", "*", "*", "undo", "unleash", "token"),
@@ -444,9 +445,23 @@ class ServiceConfig(Strict):
 # --------------------------------------------------------------------------- environments
 
 
+RollbackPolicy = Literal["auto", "propose"]
+
+
 class EnvironmentPolicy(Strict):
     auto_rollback: bool = True
-    veto_window_s: float = Field(default=0.0, ge=0, description="Humans may veto before the rollback starts.")
+    veto_window_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=86_400,
+        description="An automatic rollback pages and opens its ticket at once, then waits this long before "
+        "it changes anything: a veto inside the window cancels it.",
+    )
+    rollback_policy: RollbackPolicy = Field(
+        default="auto",
+        description="auto: a failed release is rolled back; propose: oncall is paged and an operator "
+        "approves the rollback (or vetoes it).",
+    )
     approval: ApprovalMode = ApprovalMode.NONE
     watch_s: float = Field(default=1800.0, gt=0, description="How long a new release is watched.")
     post_rollback_watch_s: float = Field(default=1800.0, gt=0)
@@ -587,6 +602,32 @@ class MigrationConfig(Strict):
     )
 
 
+class DeploymentsPollConfig(Strict):
+    """Deploys detected from GitHub's deployments, for workflows that announce nothing themselves.
+
+    Each environment's deployments and the newest status of each are read with conditional
+    requests: an unchanged answer (304) costs no rate limit. A deployment whose newest status is
+    ``success`` is announced once, for the service its payload names (``payload.service``) or the
+    only configured one; deployments that succeeded before the daemon started are never replayed.
+    """
+
+    poll: bool = Field(default=False, description="Poll GitHub's deployments to detect deploys.")
+    interval_s: float = Field(default=60.0, ge=10, description="Seconds between two polls.")
+    environments: list[EnvName] | None = Field(
+        default=None,
+        min_length=1,
+        description="The environments to poll (GitHub's environment names are the watchdog's); "
+        "default: every configured environment.",
+    )
+
+    @field_validator("environments")
+    @classmethod
+    def _unique_environments(cls, names: list[EnvName] | None) -> list[EnvName] | None:
+        if names is not None and len(names) != len(set(names)):
+            raise ValueError("each environment once")
+        return names
+
+
 class GitHubConfig(Strict):
     api_url: str = "https://api.github.com"
     repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -603,6 +644,7 @@ class GitHubConfig(Strict):
     )
     correlation_input: str = "correlation_id"
     migrations: MigrationConfig = Field(default_factory=MigrationConfig)
+    deployments: DeploymentsPollConfig = Field(default_factory=DeploymentsPollConfig)
     dispatch_lookup_grace_s: float = Field(
         default=60.0,
         gt=0,
@@ -685,6 +727,55 @@ class StoreConfig(Strict):
     )
 
 
+class ApiRole(enum.StrEnum):
+    """What an API token may do. Every role reads; ``deployer`` also announces deploys,
+    ``operator`` also overrides (veto, pause, force, promote, approve)."""
+
+    VIEWER = "viewer"
+    DEPLOYER = "deployer"
+    OPERATOR = "operator"
+
+
+class ApiToken(Strict):
+    name: str = Field(
+        min_length=1, max_length=64, description="Who holds it: the actor its writes are logged as."
+    )
+    token: SecretStr = Field(description="The bearer token (by reference).")
+    role: ApiRole
+
+
+class ApiConfig(Strict):
+    enabled: bool = Field(default=True, description="Serve the HTTP API in the daemon process.")
+    listen: str = Field(
+        default="127.0.0.1:9095",
+        pattern=r"^[^\s:]*:\d{1,5}$",
+        description="host:port to serve on (the loopback by default; port 0 picks a free one).",
+    )
+    tokens: list[ApiToken] = Field(
+        default_factory=list,
+        description="Bearer tokens and their roles; without any, only the probes answer.",
+    )
+    max_body_bytes: int = Field(default=65_536, gt=0, le=16 * 1024 * 1024)
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0] or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    @model_validator(mode="after")
+    def _unique(self) -> ApiConfig:
+        names = [t.name for t in self.tokens]
+        if len(names) != len(set(names)):
+            raise ValueError("api.tokens: names must be unique")
+        values = [t.token.get_secret_value() for t in self.tokens]
+        if len(values) != len(set(values)):
+            raise ValueError("api.tokens: each token must be different (a token names one holder)")
+        return self
+
+
 class SentryConfig(Strict):
     dsn: SecretStr | None = None
     environment: str = "production"
@@ -702,6 +793,7 @@ class WatchdogConfig(Strict):
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     sentry: SentryConfig = Field(default_factory=SentryConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     demo_note: str | None = Field(
         default=None, description="Shown at start: how this config departs from prod."
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import structlog
@@ -31,23 +32,25 @@ class DecisionLog:
         self.store = store
         self.clock = clock
         self.listener = listener
-        self._untold: list[DecisionEntry] | None = None  # entries of the open transition
+        #: Entries of the transition open in this thread (the API's threads have their own, as
+        #: each has its own store transaction).
+        self._untold: ContextVar[list[DecisionEntry] | None] = ContextVar(f"untold-{id(self)}", default=None)
 
     @contextmanager
     def transition(self) -> Iterator[None]:
         """One transition of the watchdog's state (a watch fails and its incident opens, a step
         completes, a watch ends and its release is pinned): its writes and its entries commit
         together or not at all. Nested transitions join the outer one."""
-        if self._untold is not None:
+        if self._untold.get() is not None:
             yield
             return
-        self._untold = []
+        entries: list[DecisionEntry] = []
+        token = self._untold.set(entries)
         try:
             with self.store.atomic():
                 yield
-            entries = self._untold
         finally:
-            self._untold = None
+            self._untold.reset(token)
         for entry in entries:
             self.tell(entry)
 
@@ -83,8 +86,9 @@ class DecisionLog:
             watch_id=watch_id,
             incident_id=incident_id,
         )
-        if self._untold is not None:
-            self._untold.append(entry)  # told once its transition commits
+        untold = self._untold.get()
+        if untold is not None:
+            untold.append(entry)  # told once its transition commits
         else:
             self.tell(entry)
         return entry

@@ -27,11 +27,13 @@ from watchdog.phases import (
     Actor,
     DecisionKind,
     DecisionResult,
+    IncidentPhase,
     ReleaseStatus,
     SignalState,
     WatchKind,
     WatchPhase,
 )
+from watchdog.pipeline.notices import utc
 from watchdog.sources.base import MetricSource
 from watchdog.store import DecisionEntry, DeployEvent, Release, ReleaseRef, Store, Watch
 
@@ -79,6 +81,8 @@ class Pager(Protocol):
         group: str | None = None,
         custom_details: dict[str, Any] | None = None,
     ) -> str: ...
+
+    def acknowledge(self, dedup_key: str) -> None: ...
 
     def resolve(self, dedup_key: str) -> None: ...
 
@@ -152,6 +156,22 @@ class Engine:
             env, service, ref, deployed_at if deployed_at is not None else now, now, source, actor
         )
         return ev.id
+
+    def _expire_pauses(self, now: float) -> None:
+        """End the pauses whose time ran out, each logged once: a pause is never forgotten."""
+        for pause in self.store.expired_pauses(now):
+            with self.decisions.transition():
+                if not self.store.end_pause(pause.id, now, Actor.AUTOMATIC.value):
+                    continue  # resumed by a human meanwhile
+                scope = pause.env if pause.service is None else f"{pause.service} in {pause.env}"
+                self.decisions.record(
+                    DecisionKind.RESUME,
+                    f"the pause of automation for {scope} by {pause.actor} expired: automation resumes",
+                    DecisionResult.EXPIRED,
+                    env=pause.env,
+                    service=pause.service or "*",
+                    evidence={"pause": pause.id},
+                )
 
     def _consume_deploys(self, now: float) -> None:
         for ev in self.store.pending_deploy_events():
@@ -240,6 +260,7 @@ class Engine:
         if self.source is None:
             raise RuntimeError("an engine without a metric source cannot tick")
         now = self.clock.now()
+        self._guarded("pause expiry failed", partial(self._expire_pauses, now))
         self._consume_deploys(now)
         for watch in self.store.running_watches():
             if self.stopping.is_set():
@@ -483,6 +504,7 @@ class Engine:
         names = ", ".join(r.signal for r in failed)
         reason = "; ".join(f"{r.signal}: {r.summary}" for r in failed)
         evidence = {"failed": [r.evidence() for r in failed], "all": [r.evidence() for r in results]}
+        then: Callable[[], object] | None = None
         with self.decisions.transition():  # the failed watch, the failed release and the incident, or nothing
             if watch.kind == WatchKind.POST_ROLLBACK.value:
                 still = "; ".join(f"{r.signal}: {r.slo_breach or r.summary}" for r in failed)
@@ -491,18 +513,49 @@ class Engine:
             else:
                 ended = self.store.end_watch(watch.id, WatchPhase.FAILED, now, f"failed: {names}")
                 if ended:
-                    self._decide_rollback(watch, reason, evidence, failed[0].signal, now)
+                    then = self._decide_rollback(watch, reason, evidence, failed[0].signal, now)
         if ended:
+            if then is not None:
+                then()  # a page: after the commit, never inside the transaction (it holds the lock)
             self._notify_end(watch, WatchPhase.FAILED)
 
     def _decide_rollback(
         self, watch: Watch, reason: str, evidence: dict[str, Any], signal: str, now: float
-    ) -> None:
-        """The release failed its watch: mark it, and open its rollback unless the guard says no."""
+    ) -> Callable[[], object] | None:
+        """The release failed its watch: mark it, and open its rollback unless the guard says no
+        or automation is paused. Returns what to do once the transition committed (the page of a
+        paused decision), if anything."""
         release = self.store.release(watch.release_id)
-        self.store.set_release_status(release.id, ReleaseStatus.FAILED)
+        vetoed = release.status == ReleaseStatus.VETOED
+        if not vetoed:
+            self.store.set_release_status(release.id, ReleaseStatus.FAILED)
         stable = self.store.current_pin(watch.env, watch.service)
         why = self._guard(watch.env, watch.service, now)
+        if vetoed:
+            why = f"a human vetoed the automatic rollback of {release.tag} in {watch.env}; a human decides"
+        paused = self.store.pauses_in_force(watch.env, watch.service, now)
+        if why is None and paused:
+            pause = paused[-1]
+            scope = watch.env if pause.service is None else f"{watch.service} in {watch.env}"
+            self._record(
+                watch,
+                DecisionKind.ROLLBACK_DECIDED,
+                f"{release.tag} failed its watch ({reason}); would roll back, but automation for {scope} "
+                f"is paused by {pause.actor} until {utc(pause.until)} ({pause.reason})",
+                DecisionResult.WOULD_ROLL_BACK,
+                from_release=release,
+                to_release=stable,
+                evidence={**evidence, "pause": pause.id},
+            )
+            return partial(
+                self._page,
+                f"rollback-watchdog/paused/{watch.env}/{watch.service}/watch-{watch.id}",
+                f"{watch.service} {release.tag} in {watch.env} failed its watch; automation is paused "
+                f"by {pause.actor}: would roll back, nothing done",
+                "error",
+                watch,
+                {"reason": reason, "pause": pause.reason, "paused_by": pause.actor},
+            )
         if why is not None:
             self._record(
                 watch,
@@ -513,7 +566,8 @@ class Engine:
                 to_release=stable,
                 evidence=evidence,
             )
-            return
+            return None
+        policy = self.cfg.env(watch.env).rollback_policy
         incident = self.store.create_incident(
             watch.env,
             watch.service,
@@ -523,18 +577,21 @@ class Engine:
             reason=reason,
             actor=Actor.AUTOMATIC.value,
             now=now,
-            evidence=evidence,
+            evidence={**evidence, "rollback_policy": policy},
+            phase=IncidentPhase.PROPOSED if policy == "propose" else IncidentPhase.RUNNING,
         )
         self._record(
             watch,
             DecisionKind.ROLLBACK_DECIDED,
-            f"{release.tag} failed its watch: {reason}",
-            DecisionResult.ROLLBACK_STARTED,
+            f"{release.tag} failed its watch: {reason}"
+            + ("; proposed: an operator approves or vetoes the rollback" if policy == "propose" else ""),
+            DecisionResult.PROPOSED if policy == "propose" else DecisionResult.ROLLBACK_STARTED,
             incident_id=incident.id,
             from_release=release,
             to_release=stable,
             evidence=evidence,
         )
+        return None
 
     def _guard(self, env: str, service: str, now: float) -> str | None:
         """Why no automatic rollback may start now, or None. Humans are not bound by the loop guard."""
@@ -543,9 +600,13 @@ class Engine:
             return "automatic rollback is off in this environment"
         if any(i.env == env and i.service == service for i in self.store.open_incidents()):
             return "a rollback is already in progress for this service"
-        recent = self.store.incidents_since(
-            env, now - policy.rollback_cooldown_s, actor=Actor.AUTOMATIC.value
-        )
+        recent = [  # a vetoed rollback changed nothing: it does not count
+            i
+            for i in self.store.incidents_since(
+                env, now - policy.rollback_cooldown_s, actor=Actor.AUTOMATIC.value
+            )
+            if i.phase not in (IncidentPhase.VETOING, IncidentPhase.VETOED)
+        ]
         if recent:
             return (
                 f"loop guard: an automatic rollback already ran in {env} within "

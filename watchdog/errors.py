@@ -128,6 +128,10 @@ class StoreUnavailable(WatchdogError):
     message is one line naming the store, its password hidden, and the cause."""
 
 
+class ApiUnavailable(WatchdogError):
+    """The HTTP API cannot serve (its address is taken, or not ours to bind)."""
+
+
 class InputError(WatchdogError):
     """A request is wrong and changes nothing. ``argument`` names the argument at fault as the
     caller passed it (``service``, ``tag``, ``deployed_at``), ``value`` is what was given; the

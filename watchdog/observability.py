@@ -1,4 +1,4 @@
-"""Logging (structlog) and error reporting (Sentry), both scrubbed of secrets.
+"""Logging (structlog), error reporting and cron check-ins (Sentry), scrubbed of secrets.
 
 Context travels with the log line: bind ``env``, ``release``, ``watch_id`` once and every line
 carries them. JSON in production, readable in a terminal. Every secret value from the
@@ -8,11 +8,17 @@ configuration is registered here and replaced by ``***`` in log lines and Sentry
 from __future__ import annotations
 
 import logging
+import math
 import sys
-from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO, cast
+import time
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import structlog
+
+if TYPE_CHECKING:
+    from sentry_sdk._types import MonitorConfig
 
 _SECRETS: set[str] = set()
 REDACTED = "***"
@@ -142,3 +148,61 @@ def report_exception(logger: Any, event: str, exc: BaseException, **context: Any
             for key, value in context.items():
                 scope.set_tag(key, redact(str(value)))
             sentry_sdk.capture_exception(exc)
+
+
+class CheckIn:
+    """The run a Sentry Crons check-in reports on; ``fail()`` marks one that caught its own error."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def fail(self) -> None:
+        self.failed = True
+
+
+def cron_monitor_config(interval_s: float) -> MonitorConfig:
+    """A Sentry Crons monitor for a job run every ``interval_s``: Sentry's schedule is counted in
+    whole minutes, so a job more frequent than that is checked once a minute at least; a check-in
+    is missed after about five runs (the ``RollbackWatchdogNotTicking`` alert's threshold)."""
+    minutes = max(1, math.ceil(interval_s / 60))
+    return {
+        "schedule": {"type": "interval", "value": minutes, "unit": "minute"},
+        "checkin_margin": max(1, math.ceil(5 * interval_s / 60)),
+        "max_runtime": max(10, math.ceil(10 * interval_s / 60)),
+    }
+
+
+@contextmanager
+def cron_checkin(
+    monitor_slug: str,
+    *,
+    interval_s: float | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Iterator[CheckIn]:
+    """A Sentry Crons check-in around one run of a scheduled job: ``in_progress`` as it starts,
+    then ``ok``, or ``error`` when it raised or called ``fail()``. Sentry then says when the job
+    stopped running, which no error event can. Does nothing where Sentry was not set up."""
+    run = CheckIn()
+    import sentry_sdk
+
+    if not sentry_sdk.get_client().is_active():
+        yield run
+        return
+    from sentry_sdk.crons import MonitorStatus, capture_checkin
+
+    config = cron_monitor_config(interval_s) if interval_s is not None else None
+    started = monotonic()
+    check_in_id = capture_checkin(monitor_slug, status=MonitorStatus.IN_PROGRESS, monitor_config=config)
+    try:
+        yield run
+    except BaseException:
+        run.fail()
+        raise
+    finally:
+        capture_checkin(
+            monitor_slug,
+            check_in_id=check_in_id,
+            status=MonitorStatus.ERROR if run.failed else MonitorStatus.OK,
+            duration=monotonic() - started,
+            monitor_config=config,
+        )

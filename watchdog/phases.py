@@ -53,16 +53,27 @@ class ReleaseStatus(enum.StrEnum):
     STABLE = "stable"  # passed its watch (or pinned by a human)
     FAILED = "failed"  # failed its watch: never pinned, never a rollback target
     ROLLED_BACK = "rolled_back"
+    #: A human vetoed its automatic rollback: neither stable nor failed, and never rolled back
+    #: automatically again in that environment (a human still can).
+    VETOED = "vetoed"
 
 
 class IncidentPhase(enum.StrEnum):
     """A rollback incident: the pipeline run that undoes one bad release."""
 
+    PROPOSED = "proposed"  # rollback_policy propose: paged, waiting for an operator's approval
     RUNNING = "running"
     WATCHING = "watching"  # rollback done, post-rollback watch running
     RESOLVED = "resolved"
     ESCALATING = "escalating"  # escalated in the decision log; the page and ticket update are going out
     ESCALATED = "escalated"  # a step failed or the release did not recover: humans take over
+    VETOING = "vetoing"  # vetoed in the decision log; the page and ticket update are going out
+    VETOED = "vetoed"  # a human vetoed it inside the veto window: nothing was changed
+
+    @classmethod
+    def closed(cls) -> tuple[IncidentPhase, ...]:
+        """Phases of an incident that is over (a second rollback of its service may open)."""
+        return (cls.RESOLVED, cls.ESCALATED, cls.VETOED)
 
 
 class StepPhase(enum.StrEnum):
@@ -91,6 +102,13 @@ class DecisionKind(enum.StrEnum):
     ESCALATED = "escalated"
     PIN = "pin"
     BLIND = "blind"  # the metric source is unavailable: nothing is decided
+    # a human's overrides
+    VETO = "veto"
+    APPROVAL = "approval"
+    PAUSE = "pause"
+    RESUME = "resume"
+    WATCH_EXTENDED = "watch_extended"
+    ACKNOWLEDGED = "acknowledged"
 
 
 class DecisionResult(enum.StrEnum):
@@ -119,3 +137,12 @@ class DecisionResult(enum.StrEnum):
     ESCALATED = "escalated"
     ESCALATION_SENT = "escalation_sent"
     RESOLVED = "resolved"
+    # overrides
+    PROPOSED = "proposed"  # rollback_policy propose: a rollback waits for an operator
+    WOULD_ROLL_BACK = "would_roll_back"  # automation is paused: logged and paged, nothing done
+    VETOED = "vetoed"
+    VETO_SENT = "veto_sent"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    EXPIRED = "expired"
+    ACKNOWLEDGED = "acknowledged"

@@ -17,6 +17,9 @@ STAMPS_ENV = {
     "GITHUB_TOKEN": "t0ken-value",
     "PAGERDUTY_ROUTING_KEY": "0123456789abcdef0123456789abcdef",
     "UNLEASH_ADMIN_TOKEN": "*:*.unleash-t0ken",
+    "WATCHDOG_VIEWER_TOKEN": "viewer-t0ken",
+    "WATCHDOG_DEPLOY_TOKEN": "deploy-t0ken",
+    "WATCHDOG_OPERATOR_TOKEN": "operator-t0ken",
 }
 
 

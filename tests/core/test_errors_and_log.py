@@ -145,3 +145,43 @@ def test_the_app_builds_one_decision_log_for_engine_and_pipeline(tmp_path: Path)
     app = App.build(parse_config(text, "t.yaml", env={"TOKEN": "ghp_x"}), SimClock(1.0))
     assert app.engine.decisions is app.pipeline.decisions
     app.close()
+
+
+def test_each_thread_has_its_own_transition(tmp_path: Path) -> None:
+    """The API's threads record while the tick is inside a transition: their entries are their own,
+    committed and told at once, never held back (or lost) with the tick's."""
+    import threading
+
+    store = Store.open(f"sqlite:///{tmp_path / 'wd.db'}")
+    heard = Heard()
+    decisions = DecisionLog(store, SimClock(10.0), heard)
+    inside, recorded = threading.Event(), threading.Event()
+
+    def api_thread() -> None:
+        inside.wait(5)
+        decisions.record(DecisionKind.PIN, "from the API", DecisionResult.PINNED, env="prod", service="api")
+        recorded.set()
+
+    other = threading.Thread(target=api_thread)
+    other.start()
+    with decisions.transition():
+        inside.set()
+        assert recorded.wait(5)
+        assert [e.reason for e in heard.entries] == ["from the API"]  # told, not held for this one
+        decisions.record(DecisionKind.PIN, "from the tick", DecisionResult.PINNED, env="prod", service="api")
+    other.join()
+    assert [e.reason for e in heard.entries] == ["from the API", "from the tick"]
+    assert [e.reason for e in store.decisions()] == ["from the API", "from the tick"]
+    store.close()
+
+
+def test_healthz_fails_when_no_scheduled_job_ran_for_too_long() -> None:
+    from watchdog.app import Heartbeats
+
+    clock = SimClock(100.0)
+    beats = Heartbeats(clock, stale_after_s=60)
+    assert beats.problem() is None
+    clock.advance(61)
+    assert beats.problem() == "no scheduled job ran for 61s (expected within 60s)"
+    beats.beat()
+    assert beats.problem() is None

@@ -15,10 +15,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
-from tests.fixtures.daemon import daemon_config, run_cli, start_daemon, wait_for
+from tests.fixtures.daemon import api_urls, daemon_config, run_cli, start_daemon, wait_for
 from tests.fixtures.postgres import run_postgres
 from watchdog.clock import RealClock
 from watchdog.demo.service import ServiceProcess
@@ -79,6 +80,14 @@ def test_the_standby_takes_over_a_rollback_when_the_leader_dies(
             wait_for(lambda: "standing by" in logs[1].read_text(), 60, "the second replica standing by")
             first = store.lease(LEASE)
             assert first is not None and first.holder.split(":")[1] == str(replicas[0].pid)
+            # each replica's API says which it is, and who leads (it listens once its lease is settled)
+            wait_for(lambda: all(api_urls(p) for p in logs), 60, "both replicas' APIs")
+            readiness = [httpx.get(f"{api_urls(p)[-1]}/readyz", timeout=10).json() for p in logs]
+            assert [(r["ready"], r["role"]) for r in readiness] == [(True, "leader"), (True, "standby")]
+            assert readiness[1]["leader"] == first.holder
+            assert [httpx.get(f"{api_urls(p)[-1]}/healthz", timeout=10).json() for p in logs] == [
+                {"status": "ok"}
+            ] * 2
             announced = run_cli(
                 config, env, "announce", "--tag", "v1.1.0", "--sha", "2" * 40, "--actor", "bot"
             )

@@ -707,6 +707,69 @@ def test_an_exhausted_rate_limit_answers_403_until_the_window_resets(github_emul
     assert gh.get_repo("acme/stamps").name == "stamps"
 
 
+def test_a_get_carries_an_etag_and_a_conditional_request_for_it_is_a_free_304(
+    github_emulator: GitHubEmulator, gh: Github
+) -> None:
+    number = gh.get_repo("acme/stamps").create_issue("Rollback of v1.2.0 in prod").number
+    with api(github_emulator) as http:
+        first = http.get(f"/repos/acme/stamps/issues/{number}")
+        etag = first.headers["etag"]
+        used = github_emulator.rate_limit["used"]
+        unchanged = http.get(f"/repos/acme/stamps/issues/{number}", headers={"If-None-Match": etag})
+        assert github_emulator.rate_limit["used"] == used  # GitHub: a 304 costs no rate limit
+        again = http.get(f"/repos/acme/stamps/issues/{number}")
+
+    assert etag.startswith('"') and etag.endswith('"') and len(etag) > 16  # strong, quoted
+    assert again.headers["etag"] == etag  # the same answer, the same tag
+    assert (unchanged.status_code, unchanged.content, unchanged.headers["etag"]) == (304, b"", etag)
+    assert "content-type" not in unchanged.headers
+    assert unchanged.headers["x-ratelimit-remaining"] == first.headers["x-ratelimit-remaining"]
+    assert github_emulator.rate_limit["used"] == used + 1  # the unconditional one after it counted
+    assert [e.status for e in github_emulator.requests("GET", r"/issues/\d+$")] == [200, 304, 200]
+
+
+def test_a_conditional_request_for_a_changed_resource_is_answered_in_full_and_counts(
+    github_emulator: GitHubEmulator, gh: Github
+) -> None:
+    issue = gh.get_repo("acme/stamps").create_issue("Rollback of v1.2.0 in prod")
+    with api(github_emulator) as http:
+        etag = http.get(f"/repos/acme/stamps/issues/{issue.number}").headers["etag"]
+        issue.create_comment("post-rollback watch started")
+        used = github_emulator.rate_limit["used"]
+        changed = http.get(f"/repos/acme/stamps/issues/{issue.number}", headers={"If-None-Match": etag})
+
+    assert changed.status_code == 200 and changed.json()["comments"] == 1
+    assert changed.headers["etag"] != etag
+    assert github_emulator.rate_limit["used"] == used + 1
+
+
+@pytest.mark.parametrize("form", ["W/{etag}", '"other", {etag}', "*"])
+def test_if_none_match_compares_weakly_and_takes_a_list_or_a_star(
+    github_emulator: GitHubEmulator, gh: Github, form: str
+) -> None:
+    url = f"/repos/acme/stamps/issues/{gh.get_repo('acme/stamps').create_issue('t').number}"
+    with api(github_emulator) as http:
+        etag = http.get(url).headers["etag"]
+        answer = http.get(url, headers={"If-None-Match": form.format(etag=etag)})
+        stale = http.get(url, headers={"If-None-Match": '"not-this-one"'})
+
+    assert answer.status_code == 304
+    assert stale.status_code == 200 and stale.headers["etag"] == etag
+
+
+def test_pygithubs_conditional_update_gets_a_304_for_an_unchanged_object(
+    github_emulator: GitHubEmulator, gh: Github
+) -> None:
+    issue = gh.get_repo("acme/stamps").create_issue("Rollback of v1.2.0 in prod")
+    issue = gh.get_repo("acme/stamps").get_issue(issue.number)  # a GET: the object holds its ETag
+    used = github_emulator.rate_limit["used"]
+
+    assert issue.update() is False  # PyGithub sends the ETag back; unchanged: 304, free
+    assert github_emulator.rate_limit["used"] == used
+    issue.create_comment("post-rollback watch started")
+    assert issue.update() is True and issue.comments == 1
+
+
 def test_a_wrong_or_missing_token_is_refused_with_401(github_emulator: GitHubEmulator) -> None:
     with pytest.raises(BadCredentialsException) as refused:
         client(github_emulator, "ghp_wrong").get_repo("acme/stamps")

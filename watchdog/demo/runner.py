@@ -3,7 +3,9 @@
 Starts the stamps demo service (a baseline and a canary process), traffic, the GitHub emulator
 and the watchdog on the scrape source; deploys a bad release (or, with ``--healthy``, a good one)
 through the emulated ``deploy`` workflow; shows each signal's state and evidence as it goes; and
-ends with the decision log and a summary. The emulated workflow really restarts the canary at
+ends with the decision log and a summary. The daemon's HTTP API is served too (its URL is printed);
+with ``--veto`` the bad release's rollback is vetoed through it inside the veto window, and the
+release is watched on, marked vetoed. The emulated workflow really restarts the canary at
 the dispatched tag, so the rollback is a real one.
 """
 
@@ -23,6 +25,7 @@ import httpx
 import numpy as np
 
 from actions.github import DeployWorkflow, RunInfo
+from watchdog.api import ApiContext, ApiServer
 from watchdog.app import App
 from watchdog.cli import format_log_table
 from watchdog.clock import RealClock
@@ -30,9 +33,11 @@ from watchdog.config import load_config
 from watchdog.emulator.github import GitHubEmulator, RunContext
 from watchdog.emulator.pagerduty import ROUTING_KEY as DEMO_ROUTING_KEY
 from watchdog.emulator.pagerduty import PagerDutyEmulator
+from watchdog.errors import InputError
 from watchdog.evaluate import SignalResult
 from watchdog.observability import configure_logging
-from watchdog.phases import DecisionKind, IncidentPhase, SignalState, WatchKind, WatchPhase
+from watchdog.overrides import Overrides
+from watchdog.phases import DecisionKind, IncidentPhase, SignalState, StepPhase, WatchKind, WatchPhase
 from watchdog.sources.scrape import ScrapeSource
 from watchdog.store import DecisionEntry, ReleaseRef, Watch
 
@@ -42,6 +47,10 @@ from .traffic import Target, TrafficGenerator
 STABLE, BAD, GOOD = "v1.0.0", "v1.1.0", "v1.2.0"
 TAG_SHAS = {STABLE: "1a2b3c4d" * 5, BAD: "5e6f7a8b" * 5, GOOD: "9c0d1e2f" * 5}
 DEMO_TOKEN = "demo-token-not-a-secret"
+DEMO_API_TOKEN = "demo-operator-token-not-a-secret"
+#: ``--veto``: how long an automatic rollback waits for a veto, and how long the demo goes on
+#: watching the vetoed release.
+VETO_WINDOW_S, WATCH_ON_S = 30.0, 12.0
 DEADLINE_S = 240.0
 ENV, SERVICE = "prod", "stamps-api"
 _STATE_MARK = {
@@ -90,6 +99,7 @@ class TerminalReporter:
 def run_demo(
     *,
     healthy: bool = False,
+    veto: bool = False,
     config_path: str | None = None,
     workdir: str | None = None,
     out: TextIO | None = None,
@@ -98,6 +108,7 @@ def run_demo(
     with tempfile.TemporaryDirectory(prefix="rollback-watchdog-demo-") as tmp:
         return _Demo(
             healthy,
+            veto,
             Path(config_path) if config_path else default_config_path(),
             Path(workdir) if workdir else Path(tmp),
             out,
@@ -105,8 +116,12 @@ def run_demo(
 
 
 class _Demo:
-    def __init__(self, healthy: bool, config_path: Path, workdir: Path, out: TextIO) -> None:
+    def __init__(self, healthy: bool, veto: bool, config_path: Path, workdir: Path, out: TextIO) -> None:
+        if healthy and veto:
+            raise InputError("--healthy and --veto: a healthy release has no rollback to veto")
         self.healthy = healthy
+        self.veto = veto
+        self.vetoed: str | None = None  # what the API answered to the veto
         self.config_path = config_path
         self.workdir = workdir
         self.out = out
@@ -148,6 +163,7 @@ class _Demo:
             np.random.default_rng(5),
         )
         app: App | None = None
+        api: ApiServer | None = None
         told: list[str] = []
         stop = threading.Event()
         scraper: threading.Thread | None = None
@@ -165,13 +181,22 @@ class _Demo:
                     "DEMO_PAGERDUTY_URL": pagerduty.url,
                     "DEMO_PAGERDUTY_KEY": DEMO_ROUTING_KEY,
                     "DEMO_STORE_URL": f"sqlite:///{self.workdir / 'demo-watchdog.db'}",
+                    "DEMO_API_LISTEN": "127.0.0.1:0",
+                    "DEMO_API_TOKEN": DEMO_API_TOKEN,
                 }
             )
             cfg = load_config(self.config_path, env=env)
+            if self.veto:  # an automatic rollback now waits for a veto before it changes anything
+                prod = cfg.env(ENV).model_copy(update={"veto_window_s": VETO_WINDOW_S})
+                cfg = cfg.model_copy(update={"environments": {**cfg.environments, "prod": prod}})
             configure_logging("console", "warning")  # the reporter tells the story
             if cfg.demo_note:
                 say(f"note: {cfg.demo_note}")
             app = App.build(cfg, self.clock, reporter=self.reporter, smoke_retry_delay_s=0.5)
+            api = ApiServer(
+                ApiContext(cfg, app.store, self.clock, app.engine, overrides=Overrides(app.engine))
+            )
+            api.start()
             assert isinstance(app.source, ScrapeSource) and cfg.source.scrape is not None
             interval = cfg.source.scrape.interval_s
             source = app.source
@@ -183,6 +208,7 @@ class _Demo:
                 f"GitHub emulator {emulator.url}; PagerDuty emulator {pagerduty.url}; "
                 "traffic 40 req/s, 25% to the canary"
             )
+            say(f"watchdog API: {api.url} (GET /v1/environments, /v1/decisions; /docs for all of it)")
             app.engine.pin(
                 ENV,
                 SERVICE,
@@ -201,9 +227,11 @@ class _Demo:
                 source="demo deploy workflow",
                 actor="demo-operator",
             )
-            outcome = self._loop(app, cfg.tick_s)
+            outcome = self._loop(app, cfg.tick_s, api.url)
             told = self._told(emulator, pagerduty)
         finally:
+            if api is not None:
+                api.stop()
             stop.set()
             traffic.stop()
             if scraper is not None:
@@ -236,8 +264,9 @@ class _Demo:
         self.reporter.say(f"deploy workflow run {info.id} {info.conclusion}: the canary now runs {tag}")
         return info
 
-    def _loop(self, app: App, tick_s: float) -> str:
+    def _loop(self, app: App, tick_s: float, api_url: str) -> str:
         deadline = self.started + DEADLINE_S
+        watching_on_until: float | None = None
         while time.time() < deadline:
             app.engine.tick()
             store = app.store
@@ -246,6 +275,20 @@ class _Demo:
                 for e in store.decisions()
                 if e.kind == DecisionKind.ROLLBACK_DECIDED.value and e.incident_id
             ]
+            if self.veto and incidents:
+                incident = incidents[-1]
+                if self.vetoed is None and store.step(incident.id, "go_ahead").phase == StepPhase.RUNNING:
+                    self.vetoed = self._veto(api_url, incident.id)
+                if incident.phase == IncidentPhase.VETOED:
+                    if watching_on_until is None:
+                        watching_on_until = time.time() + WATCH_ON_S
+                        self.reporter.say(
+                            f"vetoed: {BAD} stays deployed and watched; showing {WATCH_ON_S:.0f}s more"
+                        )
+                    elif time.time() >= watching_on_until:
+                        return IncidentPhase.VETOED.value
+                self.clock.sleep(tick_s)
+                continue
             if incidents and incidents[-1].phase in (
                 IncidentPhase.RESOLVED.value,
                 IncidentPhase.ESCALATED.value,
@@ -256,6 +299,19 @@ class _Demo:
                 return WatchPhase.SUCCESSFUL.value
             self.clock.sleep(tick_s)
         return "timeout"
+
+    def _veto(self, api_url: str, incident_id: int) -> str:
+        """What an operator does inside the veto window: ``POST /v1/incidents/N/veto``."""
+        reason = "the canary's errors are a known, harmless retry storm: keep the release"
+        answer = httpx.post(
+            f"{api_url}/v1/incidents/{incident_id}/veto",
+            json={"reason": reason},
+            headers={"Authorization": f"Bearer {DEMO_API_TOKEN}"},
+            timeout=10,
+        )
+        said = f"POST /v1/incidents/{incident_id}/veto → {answer.status_code}"
+        self.reporter.say(f"operator vetoes the rollback through the API: {said}")
+        return said
 
     def _summary(self, app: App | None, outcome: str, deploys: list[str], told: list[str]) -> int:
         say = self.reporter.say
@@ -279,8 +335,24 @@ class _Demo:
             lines.append(f"detected after {decided.at - deployed.at:.1f}s of watching: {decided.reason}")
         if resolved and decided:
             lines.append(f"rollback to recovery confirmed in {resolved.at - decided.at:.1f}s")
+        vetoed = first(DecisionKind.VETO)
+        if vetoed is not None and decided is not None:
+            release = app.store.find_release(ENV, SERVICE, BAD)
+            running = app.store.running_watches(ENV, SERVICE)
+            lines.append(
+                f"{vetoed.reason} ({self.vetoed}), {vetoed.at - decided.at:.1f}s after the decision, inside "
+                f"the {VETO_WINDOW_S:.0f}s window: nothing was changed; release {BAD} is "
+                f"{release.status.value if release else '?'}"
+                + (f"; watch #{running[-1].id} of it goes on" if running else "")
+            )
         lines.extend(told)
-        expected = WatchPhase.SUCCESSFUL.value if self.healthy else IncidentPhase.RESOLVED.value
+        expected = (
+            WatchPhase.SUCCESSFUL.value
+            if self.healthy
+            else IncidentPhase.VETOED.value
+            if self.veto
+            else IncidentPhase.RESOLVED.value
+        )
         ok = outcome == expected
         lines.append(f"outcome: {outcome} ({'as expected' if ok else 'NOT as expected: ' + expected})")
         app.close()

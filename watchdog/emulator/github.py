@@ -3,8 +3,10 @@
 GitHub cannot be reached from CI or the demo, and a mocked client would only test our own
 assumptions about GitHub. This server speaks the operations of
 ``shared/specs/github-rest.subset.openapi.json`` with GitHub's response shapes, headers, error
-bodies and rate-limit accounting, and runs a real workflow-run lifecycle (queued → in_progress →
-waiting for environment reviewers → completed) whose outcome a Python hook decides. Runs progress
+bodies and rate-limit accounting (with conditional requests: every GET answer carries an ``ETag``,
+and a request whose ``If-None-Match`` holds it is answered ``304`` at no rate-limit cost), and
+runs a real workflow-run lifecycle (queued → in_progress → waiting for environment reviewers →
+completed) whose outcome a Python hook decides. Runs progress
 in the injected clock's time, lazily, when someone looks: on a simulated clock a test moves a run
 by advancing the clock, and what a request sees never depends on thread scheduling. Tests of the
 callers inject faults (5xx, rate limits, delays, dropped connections) and read the request log;
@@ -505,6 +507,31 @@ def _body_object(body: Any) -> dict[str, Any]:
     return body
 
 
+def _payload(body: Any) -> bytes:
+    """A reply's body as it goes on the wire."""
+    if isinstance(body, bytes | str):
+        return body.encode() if isinstance(body, str) else body
+    return json.dumps(body).encode()
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """``If-None-Match`` holds ``*`` or a list of entity tags, compared weakly (RFC 9110 13.1.2)."""
+    wanted = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in wanted or etag in wanted
+
+
+def _with_etag(reply: _Reply, if_none_match: str | None) -> _Reply:
+    """A GET's answer with its strong ``ETag`` (a hash of what it sends), or ``304 Not Modified``
+    without a body when the client already holds that version: GitHub's conditional requests,
+    which cost no rate limit when answered 304."""
+    digest = hashlib.sha256(_payload(reply.body))
+    digest.update(reply.headers.get("link", "").encode())  # another page count is another answer
+    etag = f'"{digest.hexdigest()}"'
+    if if_none_match is not None and _etag_matches(if_none_match, etag):
+        return _Reply(304, None, {"etag": etag}, empty=True)
+    return _Reply(reply.status, reply.body, {**reply.headers, "etag": etag}, reply.empty)
+
+
 def _time_filter(expr: str) -> Callable[[float], bool]:
     """GitHub's ``created`` search syntax: a date, ``>=``/``<=``/``>``/``<`` or a ``a..b`` range."""
 
@@ -943,10 +970,7 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         if reply.empty:
             headers.pop("content-type", None)
             return Answer(reply.status, headers)
-        if isinstance(reply.body, bytes | str):
-            payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
-        else:
-            payload = json.dumps(reply.body).encode()
+        payload = _payload(reply.body)
         headers["content-length"] = str(len(payload))
         return Answer(reply.status, headers, payload)
 
@@ -958,12 +982,27 @@ class GitHubEmulator(HttpEmulator[_Reply]):
             message = "Bad credentials" if headers.get("authorization") else "Requires authentication"
             return None, self._error_reply(_HttpError(401, message))
         route, params = self._match(method, path)
+        counted = route is None or route.operation != "rate-limit/get"
+        # a conditional GET counts only once it is known not to be answered 304
+        conditional = method == "GET" and "if-none-match" in headers
         with self._lock:
-            if (route is None or route.operation != "rate-limit/get") and not self._consume_rate_limit():
+            if counted and not (self._rate_left() if conditional else self._consume_rate_limit()):
                 uid = self._user(login).id
                 return None, self._error_reply(
                     _HttpError(403, f"API rate limit exceeded for user ID {uid}.", doc=RATE_LIMIT_DOCS_URL)
                 )
+        operation, reply = self._answer(http, login, route, params)
+        if method == "GET" and reply.status == 200:
+            reply = _with_etag(reply, headers.get("if-none-match"))
+        if counted and conditional and reply.status != 304:
+            with self._lock:
+                self._rate_used += 1
+        return operation, reply
+
+    def _answer(
+        self, http: HttpRequest, login: str, route: _Route | None, params: dict[str, str]
+    ) -> tuple[str | None, _Reply]:
+        method, path = http.method, http.path
         if route is None:
             return None, self._error_reply(_HttpError(404, "Not Found"))
         try:
@@ -1034,6 +1073,10 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         if self._now() >= self._rate_reset:
             self._rate_used = 0
             self._rate_reset = int(self._now()) + 3600
+
+    def _rate_left(self) -> bool:
+        self._roll_rate_window()
+        return self._rate_used < self._rate_limit
 
     def _consume_rate_limit(self) -> bool:
         self._roll_rate_window()

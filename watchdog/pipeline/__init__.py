@@ -22,11 +22,11 @@ from actions.tickets import IncidentTickets
 from watchdog.clock import Clock
 from watchdog.config import WatchdogConfig
 from watchdog.decisions import DecisionLog
-from watchdog.errors import ActionFailed, StepFailed
+from watchdog.errors import ActionFailed, StepConflict, StepFailed
 from watchdog.phases import DecisionKind, DecisionResult, IncidentPhase, StepPhase
 from watchdog.pipeline import notices
 from watchdog.pipeline.core import Done, Fail, Outcome, Retry, StepContext, StepSpec, Wait
-from watchdog.pipeline.steps import ESCALATION, RUNBOOK
+from watchdog.pipeline.steps import ESCALATION, RUNBOOK, VETO_NOTICE
 from watchdog.store import KEEP, DecisionEntry, Incident, Keep, Release, Step, Store
 
 __all__ = ["ESCALATION_NOTICE", "MAX_ATTEMPTS", "STEPS", "RollbackPipeline"]
@@ -76,7 +76,10 @@ class RollbackPipeline:
         if incident.phase == IncidentPhase.ESCALATING:
             self._run(incident, ESCALATION, self.store.step(incident.id, ESCALATION.name))
             return
-        if incident.phase in (IncidentPhase.ESCALATED, IncidentPhase.RESOLVED):
+        if incident.phase == IncidentPhase.VETOING:
+            self._run(incident, VETO_NOTICE, self.store.step(incident.id, VETO_NOTICE.name))
+            return
+        if incident.phase in IncidentPhase.closed():
             return
         for spec in RUNBOOK:
             if self.stopping.is_set():
@@ -113,7 +116,11 @@ class RollbackPipeline:
                 if exc.retryable
                 else Fail(str(exc), {"error": exc.as_dict()}, error=True)
             )
-        return self._persist(incident, spec, ctx.row, outcome)
+        try:
+            return self._persist(incident, spec, ctx.row, outcome)
+        except StepConflict as exc:  # a human's override (a veto) or another process moved it first
+            log.info("step moved on elsewhere", step=spec.name, incident=incident.id, detail=str(exc))
+            return False
 
     def _persist(self, incident: Incident, spec: StepSpec[Any], row: Step, outcome: Outcome) -> bool:
         now = self.clock.now()
@@ -127,7 +134,13 @@ class RollbackPipeline:
                     if phase is not None:
                         self.store.set_incident_phase(incident.id, phase, now)
                     if entry is not None:
-                        self.log(incident, entry.kind, entry.reason, entry.result, entry.evidence)
+                        self.log(
+                            incident,
+                            entry.kind,
+                            entry.reason,
+                            entry.result,
+                            {"step": spec.name, **entry.evidence},
+                        )
                 return True
             case Wait(until=until):
                 if until != row.next_attempt_at:
@@ -137,7 +150,7 @@ class RollbackPipeline:
                 attempts = row.attempts + 1
                 if attempts >= MAX_ATTEMPTS:
                     self._write(row, phase=StepPhase.ERROR, outcome=str(error), attempts=attempts)
-                    if spec is not ESCALATION:
+                    if spec not in (ESCALATION, VETO_NOTICE):
                         self._escalate(
                             incident, f"step {spec.name} kept failing: {error}", {"attempts": attempts}
                         )
@@ -156,7 +169,7 @@ class RollbackPipeline:
             case Fail(reason=reason, evidence=evidence, error=error):
                 ended = StepPhase.ERROR if error else StepPhase.FAILED
                 self._write(row, phase=ended, outcome=reason, evidence=evidence)
-                if spec is not ESCALATION:
+                if spec not in (ESCALATION, VETO_NOTICE):
                     self._escalate(incident, f"step {spec.name} {ended}: {reason}", evidence)
                 return False
         raise AssertionError(f"step {spec.name} returned {outcome!r}, not an outcome")

@@ -153,7 +153,10 @@ class StepContext(Generic[S]):
         evidence: dict[str, Any] | None = None,
         **extra: Any,
     ) -> DecisionEntry:
-        return self.pipeline.log(self.incident, kind, reason, result, evidence, **extra)
+        """An entry about the incident, naming this step in its evidence."""
+        return self.pipeline.log(
+            self.incident, kind, reason, result, {"step": self.name, **(evidence or {})}, **extra
+        )
 
     def releases(self) -> tuple[Release, Release | None]:
         return self.from_release, self.to_release

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from watchdog.config import WatchdogConfig
+from watchdog.phases import Actor, IncidentPhase
 from watchdog.store import Incident, Release
 
 ESCALATION_RUNBOOKS = ("docs/runbooks/incident.md (Incident Response)", "restore-db.md")
@@ -38,10 +41,53 @@ def details(incident: Incident, from_release: Release, to_release: Release | Non
     }
 
 
-def ticket_body(incident: Incident, from_release: Release, to_release: Release | None) -> str:
+def utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def veto_deadline(cfg: WatchdogConfig, incident: Incident) -> float | None:
+    """Until when a veto cancels this rollback: only an automatic one, in an environment with a veto
+    window, that was not proposed (an approved proposal already had its human)."""
+    if incident.actor != Actor.AUTOMATIC.value or incident.evidence.get("rollback_policy") == "propose":
+        return None
+    window = cfg.env(incident.env).veto_window_s
+    return incident.created_at + window if window > 0 else None
+
+
+def hold(cfg: WatchdogConfig, incident: Incident) -> str | None:
+    """What humans can still do before the rollback changes anything, for the ticket and the page."""
+    how = f"`rollback-watchdog veto --incident {incident.id}` or `POST /v1/incidents/{incident.id}/veto`"
+    if incident.phase == IncidentPhase.PROPOSED:
+        return (
+            f"**Proposed, not started**: an operator approves it with `rollback-watchdog approve --incident "
+            f"{incident.id}` (or `POST /v1/incidents/{incident.id}/approve`), or vetoes it with {how}."
+        )
+    deadline = veto_deadline(cfg, incident)
+    if deadline is None:
+        return None
+    return f"**Veto window**: nothing is changed before {utc(deadline)}; until then {how} cancels it."
+
+
+def hold_details(cfg: WatchdogConfig, incident: Incident) -> dict[str, Any]:
+    deadline = veto_deadline(cfg, incident)
+    details: dict[str, Any] = {}
+    if deadline is not None:
+        details["veto_until"] = utc(deadline)
+    if incident.phase == IncidentPhase.PROPOSED:
+        details["proposed"] = "waiting for an operator's approval"
+    hint = hold(cfg, incident)
+    if hint is not None:
+        details["what_you_can_do"] = hint
+    return details
+
+
+def ticket_body(
+    incident: Incident, from_release: Release, to_release: Release | None, hold_line: str | None = None
+) -> str:
     to = _release(to_release) if to_release else {}
     return "\n".join(
         [
+            *([hold_line, ""] if hold_line else []),
             f"The rollback watchdog is rolling back **{incident.service}** in **{incident.env}**.",
             "",
             f"- from: `{from_release.tag}` ({from_release.sha or 'sha unknown'})",

@@ -67,6 +67,10 @@ class TicketAndPageState(NoticeState):
     page: PageRef | None = None
 
 
+class GoAheadState(StepState):
+    """Nothing of its own: the veto window is the incident's creation plus the environment's window."""
+
+
 class DampenState(StepState):
     #: Actions completed, in order.
     done: list[str] = Field(default_factory=list)
@@ -113,6 +117,12 @@ class ResolveState(NoticeState):
     ticket_resolved: dict[str, Any] | None = None
 
 
+class VetoNoticeState(NoticeState):
+    text: str = "vetoed"
+    page: dict[str, Any] | None = None
+    ticket: dict[str, Any] | None = None
+
+
 class EscalationState(NoticeState):
     reason: str = "escalated"
     page: PageRef | None = None
@@ -152,7 +162,7 @@ def _open_ticket(ctx: StepContext[Any]) -> TicketRef:
     ticket = tickets.open(
         incident.correlation_id,
         notices.headline(incident, *ctx.releases()),
-        notices.ticket_body(incident, *ctx.releases()),
+        notices.ticket_body(incident, *ctx.releases(), notices.hold(ctx.cfg, incident)),
     )
     return TicketRef(number=ticket.number, url=ticket.url)
 
@@ -238,11 +248,26 @@ def ticket_and_page(ctx: StepContext[TicketAndPageState]) -> Outcome:
     pd = ctx.cfg.incidents.pagerduty
     if ctx.pipeline.pager is not None and pd is not None:
         summary = notices.headline(ctx.incident, *ctx.releases())
-        calls["page"] = lambda: PageRef.model_validate(_page(ctx, pd.rollback_severity, summary, {}))
+        extra = notices.hold_details(ctx.cfg, ctx.incident)
+        calls["page"] = lambda: PageRef.model_validate(_page(ctx, pd.rollback_severity, summary, extra))
     if not calls:
         return Done({"note": "neither a ticket nor PagerDuty is configured"})
     sent = send_notices(ctx, calls)
     return sent if isinstance(sent, Retry) else Done(sent)
+
+
+def go_ahead(ctx: StepContext[GoAheadState]) -> Outcome:
+    """Before anything changes: a proposed rollback (``rollback_policy: propose``) waits for an
+    operator's approval; an automatic one waits out the environment's ``veto_window_s`` (its ticket
+    and page announced the deadline), so a veto can still cancel it. A human's rollback goes at once."""
+    incident = ctx.incident
+    if incident.phase == IncidentPhase.PROPOSED:
+        return Wait(reason="proposed: waiting for an operator to approve or veto it")
+    deadline = notices.veto_deadline(ctx.cfg, incident)
+    if deadline is not None and ctx.now() < deadline:
+        return Wait(until=deadline, reason=f"the veto window is open until {notices.utc(deadline)}")
+    approved = incident.evidence.get("approved_by")
+    return Done({"veto_deadline": deadline, "approved_by": approved})
 
 
 def dampen(ctx: StepContext[DampenState]) -> Outcome:
@@ -711,10 +736,41 @@ def escalation_notice(ctx: StepContext[EscalationState]) -> Outcome:
     )
 
 
+def veto_notice(ctx: StepContext[VetoNoticeState]) -> Outcome:
+    """After a veto: the page says so and is resolved, the ticket says so and is closed. Not one of
+    the runbook's steps: the driver runs it when an incident is vetoed."""
+    incident = ctx.incident
+    calls: dict[str, Callable[[], Any]] = {}
+    pager, pd = ctx.pipeline.pager, ctx.cfg.incidents.pagerduty
+    text = ctx.state.text
+    if pager is not None and pd is not None:
+
+        def page() -> dict[str, Any]:
+            summary = f"VETOED: {notices.headline(incident, *ctx.releases())}: {text}"
+            sent = _page(ctx, "info", summary, {"veto": text})
+            pager.resolve(notices.dedup_key(incident))
+            return {**sent, "resolved": True}
+
+        calls["page"] = page
+    if ctx.pipeline.tickets is not None:
+        comment = f"**Vetoed — nothing was changed.** {text}"
+        calls["ticket"] = lambda: _ticket_update(ctx, "vetoed", comment, close=True)
+    sent = send_notices(ctx, calls)
+    if isinstance(sent, Retry):
+        return sent
+    what = ", ".join(k for k in calls if k in sent) or "nothing configured to send"
+    return Done(
+        sent,
+        incident_phase=IncidentPhase.VETOED,
+        entry=Entry(DecisionKind.VETO, f"veto sent: {what}", DecisionResult.VETO_SENT, sent),
+    )
+
+
 # ---------------------------------------------------------------------------- the table
 
 PIN = StepSpec("pin", pin, NoState)
 TICKET_AND_PAGE = StepSpec("ticket_and_page", ticket_and_page, TicketAndPageState)
+GO_AHEAD = StepSpec("go_ahead", go_ahead, GoAheadState)
 DAMPEN = StepSpec("dampen", dampen, DampenState)
 MIGRATION_GATE = StepSpec("migration_gate", migration_gate, MigrationGateState)
 DISPATCH = StepSpec("dispatch", dispatch, DispatchState)
@@ -726,11 +782,14 @@ POST_ROLLBACK_WATCH = StepSpec("post_rollback_watch", post_rollback_watch, Watch
 RESOLVE = StepSpec("resolve", resolve, ResolveState)
 #: The step that pages and updates the ticket once an incident escalated (not one of ``RUNBOOK``).
 ESCALATION = StepSpec("escalation_notice", escalation_notice, EscalationState)
+#: The step that tells the page and the ticket that a human vetoed the rollback.
+VETO_NOTICE = StepSpec("veto_notice", veto_notice, VetoNoticeState)
 
 #: The runbook's steps in order (runbook-rollback.de.md, "Schritte").
 RUNBOOK: tuple[StepSpec[Any], ...] = (
     PIN,
     TICKET_AND_PAGE,
+    GO_AHEAD,
     DAMPEN,
     MIGRATION_GATE,
     DISPATCH,

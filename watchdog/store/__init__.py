@@ -46,6 +46,7 @@ from watchdog.store.models import (
     DeployEvent,
     Incident,
     Lease,
+    Pause,
     Pin,
     Release,
     Step,
@@ -62,6 +63,7 @@ __all__ = [
     "DeployEvent",
     "Incident",
     "Keep",
+    "Pause",
     "Pin",
     "Release",
     "ReleaseRef",
@@ -73,6 +75,14 @@ __all__ = [
 ]
 
 _Row = TypeVar("_Row", Release, Watch, Incident, Step)
+_Listed = TypeVar("_Listed", Release, Watch, Incident, DecisionEntry)
+#: The column a listing's ``since`` compares with.
+_WHEN: dict[type[Any], str] = {
+    DecisionEntry: "at",
+    Incident: "created_at",
+    Watch: "started_at",
+    Release: "created_at",
+}
 
 
 class Keep:
@@ -148,6 +158,19 @@ def _decision(
     )
     s.add(row)
     s.flush()
+    return row
+
+
+def _locked(s: Session, model: type[_Row], row_id: int, q: sa.Select[Any]) -> _Row | None:
+    """The row, read under a write lock held to the transaction's end, for a compare-and-set: of
+    two callers the second reads what the first wrote. PostgreSQL: ``SELECT … FOR UPDATE``.
+    SQLite has no row locks and pysqlite starts a transaction only at the first write, so a no-op
+    write comes first: it takes the database's write lock, and the read after it is current."""
+    if s.get_bind().dialect.name == "sqlite":
+        s.execute(sa.update(model).where(model.id == row_id).values(id=model.id))
+    else:
+        q = q.with_for_update()
+    row: _Row | None = s.scalar(q)
     return row
 
 
@@ -430,7 +453,9 @@ class Store:
     def set_release_status(self, release_id: int, status: ReleaseStatus) -> None:
         with self.session() as s:
             row = _get(s, Release, release_id)
-            if row.status == ReleaseStatus.FAILED and status is ReleaseStatus.STABLE:
+            if (
+                row.status == ReleaseStatus.FAILED and status is ReleaseStatus.STABLE
+            ):  # a veto goes via VETOED
                 raise StoreError(f"release {row.tag} failed its watch in {row.env} and cannot become stable")
             row.status = status
 
@@ -458,23 +483,42 @@ class Store:
     def add_deploy_event(
         self, env: str, service: str, ref: ReleaseRef, deployed_at: float, now: float, source: str, actor: str
     ) -> DeployEvent:
+        """Queue a deploy, once: an event with the same (env, service, tag, run id) as one already
+        stored (a missing run id matching a missing one) is not added again, and that one comes back.
+
+        The CLI, the API and the GitHub deployments poller may each see the same deploy. A unique
+        index holds the key (migration 0007) and the insert is ``ON CONFLICT DO NOTHING``: callers
+        racing on their own connections get the same row, and a transaction around it stays usable."""
+        values: dict[str, Any] = {
+            "env": env,
+            "service": service,
+            "tag": ref.tag,
+            "sha": ref.sha,
+            "run_id": ref.run_id,
+            "build_url": ref.build_url,
+            "deployed_at": deployed_at,
+            "announced_at": now,
+            "source": source,
+            "actor": actor,
+            "consumed_at": None,
+            "migrations": manifest_to_json(ref.migrations),
+        }
+        if has_secrets():  # a Core insert passes no ORM flush, so the scrubbing is done here
+            values = {k: redact(v) if isinstance(v, str | dict | list) else v for k, v in values.items()}
+        run_key = sa.func.coalesce(DeployEvent.run_id, sa.literal_column("-1"))
         with self.session() as s:
-            row = DeployEvent(
-                env=env,
-                service=service,
-                tag=ref.tag,
-                sha=ref.sha,
-                run_id=ref.run_id,
-                build_url=ref.build_url,
-                deployed_at=deployed_at,
-                announced_at=now,
-                source=source,
-                actor=actor,
-                consumed_at=None,
-                migrations=manifest_to_json(ref.migrations),
+            insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+            s.execute(
+                insert(DeployEvent)
+                .values(**values)
+                .on_conflict_do_nothing(
+                    index_elements=[DeployEvent.env, DeployEvent.service, DeployEvent.tag, run_key]
+                )
             )
-            s.add(row)
-            s.flush()
+            key = {name: values[name] for name in ("env", "service", "tag")}
+            q = sa.select(DeployEvent).filter_by(**key)
+            row = s.scalar(q.where(run_key == (-1 if ref.run_id is None else ref.run_id)))
+            assert row is not None
             return row
 
     def pending_deploy_events(self) -> list[DeployEvent]:
@@ -608,10 +652,11 @@ class Store:
         actor: str,
         now: float,
         evidence: dict[str, Any],
+        phase: IncidentPhase = IncidentPhase.RUNNING,
     ) -> Incident:
-        """Open an incident: a compare-and-set, since the database holds at most one open incident
-        per environment and service (a partial unique index). Raises ``RollbackInProgress`` when
-        one is open, also when another caller opened it an instant before."""
+        """Open an incident (running, or proposed): a compare-and-set, since the database holds at
+        most one open incident per environment and service (a partial unique index). Raises
+        ``RollbackInProgress`` when one is open, also when another caller opened it an instant before."""
         try:
             with self.session() as s:
                 row = Incident(
@@ -623,7 +668,7 @@ class Store:
                     reason=reason,
                     actor=actor,
                     correlation_id=f"wd-{secrets.token_hex(6)}",
-                    phase=IncidentPhase.RUNNING,
+                    phase=phase,
                     created_at=now,
                     evidence=evidence,
                 )
@@ -636,6 +681,12 @@ class Store:
                 raise
             raise RollbackInProgress(f"a rollback of {service} in {env} is already in progress") from exc
 
+    def set_incident_evidence(self, incident_id: int, **values: Any) -> None:
+        """Add to the incident's evidence (who approved it, …)."""
+        with self.session() as s:
+            row = _get(s, Incident, incident_id)
+            row.evidence = {**row.evidence, **values}
+
     def incident(self, incident_id: int) -> Incident:
         with self.session() as s:
             row = _get(s, Incident, incident_id)
@@ -643,8 +694,7 @@ class Store:
 
     def open_incidents(self) -> list[Incident]:
         with self.session() as s:
-            done = (IncidentPhase.RESOLVED, IncidentPhase.ESCALATED)
-            q = sa.select(Incident).where(Incident.phase.not_in(done)).order_by(Incident.id)
+            q = sa.select(Incident).where(Incident.phase.not_in(IncidentPhase.closed())).order_by(Incident.id)
             return list(s.scalars(q))
 
     def incidents_since(self, env: str, since: float, actor: str | None = None) -> list[Incident]:
@@ -665,13 +715,29 @@ class Store:
             return s.scalar(q)
 
     def set_incident_phase(
-        self, incident_id: int, phase: IncidentPhase, now: float | None = None
+        self,
+        incident_id: int,
+        phase: IncidentPhase,
+        now: float | None = None,
+        *,
+        expect: tuple[IncidentPhase, ...] | None = None,
     ) -> Incident:
-        """Change the incident's phase (resolved and escalated end it at ``now``)."""
+        """Change the incident's phase (a closed phase ends it at ``now``). ``expect`` makes it a
+        compare-and-set: the incident must be in one of those phases, else ``StepConflict`` names
+        the phase it is in and nothing is written (two humans, or a human and the pipeline, race)."""
         with self.session() as s:
-            row = _get(s, Incident, incident_id)
+            q = (
+                sa.select(Incident)
+                .where(Incident.id == incident_id)
+                .execution_options(populate_existing=True)
+            )
+            row = _locked(s, Incident, incident_id, q) if expect is not None else s.scalar(q)
+            if row is None:
+                raise StoreError(f"no incidents row with id {incident_id}")
+            if expect is not None and row.phase not in expect:
+                raise StepConflict(f"incident {incident_id} is {row.phase.value}")
             row.phase = phase
-            if phase in (IncidentPhase.RESOLVED, IncidentPhase.ESCALATED):
+            if phase in IncidentPhase.closed():
                 row.ended_at = now
             return row
 
@@ -723,7 +789,7 @@ class Store:
         step on since this one read it."""
         with self.session() as s:
             q = sa.select(Step).where(Step.id == step_id).execution_options(populate_existing=True)
-            row = s.scalar(q.with_for_update() if expect is not None else q)
+            row = _locked(s, Step, step_id, q) if expect is not None else s.scalar(q)
             if row is None:
                 raise StoreError(f"no steps row with id {step_id}")
             if expect is not None and (row.phase, row.attempts) != (expect[0], expect[1]):
@@ -753,6 +819,111 @@ class Store:
         """Append one entry to the decision log (the fields of ``_decision``)."""
         with self.session() as s:
             return _decision(s, **fields)
+
+    # ------------------------------------------------------------------ reads for the API
+
+    def add_pause(
+        self, env: str, service: str | None, actor: str, reason: str, now: float, until: float
+    ) -> Pause:
+        """Pause automation for the scope; the newest pause of a scope replaces the one before."""
+        with self.session() as s:
+            old: Pause
+            for old in s.scalars(self._pauses(env, service, now)):
+                old.ended_at, old.ended_by = now, actor
+            row = Pause(env=env, service=service, actor=actor, reason=reason, created_at=now, until=until)
+            s.add(row)
+            s.flush()
+            return row
+
+    @staticmethod
+    def _pauses(env: str, service: str | None, now: float) -> sa.Select[Any]:
+        """The scope's pauses in force at ``now`` (not resumed, not expired)."""
+        q = sa.select(Pause).where(Pause.env == env, Pause.ended_at.is_(None), Pause.until > now)
+        return q.where(Pause.service.is_(None) if service is None else Pause.service == service)
+
+    def pauses_in_force(self, env: str, service: str, now: float) -> list[Pause]:
+        """Pauses that hold automation for this service now: its own and its environment's."""
+        with self.session() as s:
+            q = sa.select(Pause).where(
+                Pause.env == env,
+                Pause.ended_at.is_(None),
+                Pause.until > now,
+                sa.or_(Pause.service.is_(None), Pause.service == service),
+            )
+            return list(s.scalars(q.order_by(Pause.id)))
+
+    def end_pauses(self, env: str, service: str | None, now: float, actor: str) -> list[Pause]:
+        """Resume: end the scope's pauses in force (an environment's resume leaves its services' own)."""
+        with self.session() as s:
+            rows: list[Pause] = list(s.scalars(self._pauses(env, service, now)))
+            for row in rows:
+                row.ended_at, row.ended_by = now, actor
+            return rows
+
+    def expired_pauses(self, now: float) -> list[Pause]:
+        """Pauses whose time ran out and that nobody ended: the tick records that they did."""
+        with self.session() as s:
+            q = sa.select(Pause).where(Pause.ended_at.is_(None), Pause.until <= now)
+            return list(s.scalars(q.order_by(Pause.id)))
+
+    def end_pause(self, pause_id: int, now: float, by: str) -> bool:
+        with self.session() as s:
+            done = s.execute(
+                sa.update(Pause)
+                .where(Pause.id == pause_id, Pause.ended_at.is_(None))
+                .values(ended_at=now, ended_by=by)
+            )
+            return bool(getattr(done, "rowcount", 0) == 1)
+
+    def list_pauses(self, env: str | None = None, *, in_force_at: float | None = None) -> list[Pause]:
+        with self.session() as s:
+            q = sa.select(Pause)
+            if env is not None:
+                q = q.where(Pause.env == env)
+            if in_force_at is not None:
+                q = q.where(Pause.ended_at.is_(None), Pause.until > in_force_at)
+            return list(s.scalars(q.order_by(Pause.id.desc()).limit(200)))
+
+    def ping(self) -> None:
+        """One round trip to the database (``StoreUnavailable`` when it does not answer)."""
+        with self.map_errors(), self.session() as s:
+            s.execute(sa.text("SELECT 1"))
+
+    def page(
+        self,
+        model: type[_Listed],
+        *,
+        limit: int,
+        before: int | None = None,
+        since: float | None = None,
+        **equal: Any,
+    ) -> list[_Listed]:
+        """Rows of ``model`` newest first: at most ``limit``, with ids below ``before`` (the cursor of
+        the page before), columns equal to ``equal``'s values where those are not None, and begun
+        at or after ``since`` (an entry's ``at``, a watch's start, an incident's or release's
+        creation)."""
+        with self.session() as s:
+            q = sa.select(model)
+            for name, value in equal.items():
+                if value is not None:
+                    q = q.where(getattr(model, name) == value)
+            if before is not None:
+                q = q.where(model.id < before)
+            if since is not None:
+                q = q.where(getattr(model, _WHEN[model]) >= since)
+            return list(s.scalars(q.order_by(model.id.desc()).limit(limit)))
+
+    def pins(
+        self, env: str | None = None, service: str | None = None, limit: int = 100
+    ) -> list[tuple[Pin, Release]]:
+        """The pin history, newest first, each with its release."""
+        with self.session() as s:
+            q = sa.select(Pin, Release).join(Release, Pin.release_id == Release.id)
+            if env is not None:
+                q = q.where(Pin.env == env)
+            if service is not None:
+                q = q.where(Pin.service == service)
+            return [(p, r) for p, r in s.execute(q.order_by(Pin.id.desc()).limit(limit)).all()]
 
     def decisions(
         self, env: str | None = None, limit: int | None = None, incident_id: int | None = None

@@ -58,7 +58,7 @@ class Vocabulary(TypeDecorator[_E], Generic[_E]):
 
 
 #: The condition of an open incident (neither resolved nor escalated), as SQL.
-OPEN_INCIDENT = "phase NOT IN ('resolved', 'escalated')"
+OPEN_INCIDENT = "phase NOT IN ('resolved', 'escalated', 'vetoed')"
 
 
 class Base(DeclarativeBase):
@@ -247,3 +247,21 @@ class Lease(Base):
     token: Mapped[int] = mapped_column(BigInteger)
     acquired_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+class Pause(Base):
+    """Automation paused for an environment (``service`` None) or one service in it, until
+    ``until`` — a pause is never forgotten — or until a human resumes it (``ended_at``)."""
+
+    __tablename__ = "pauses"
+    __table_args__ = (Index("ix_pauses_env", "env", "ended_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    env: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str | None] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    until: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    ended_by: Mapped[str | None] = mapped_column(String(128))
