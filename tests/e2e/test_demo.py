@@ -2,10 +2,48 @@
 
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
 pytestmark = pytest.mark.slow
+
+
+FLAGS = ([], ["--healthy"], ["--veto"])
+
+
+class Demo:
+    """One ``rollback-watchdog demo`` in its own process (each waits on wall time, mostly idle)."""
+
+    def __init__(self, flags: list[str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "watchdog", "demo", *flags],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._done: subprocess.CompletedProcess[str] | None = None
+
+    def result(self) -> subprocess.CompletedProcess[str]:
+        if self._done is None:
+            try:
+                out, err = self.process.communicate(timeout=300)
+            finally:
+                if self.process.poll() is None:
+                    self.process.kill()
+            self._done = subprocess.CompletedProcess(self.process.args, self.process.returncode, out, err)
+        return self._done
+
+
+@pytest.fixture(scope="module")
+def demos() -> Iterator[dict[str, Demo]]:
+    """The three demos side by side: each is a minute of mostly waiting, so together they take as
+    long as the longest (they share nothing: each picks its own free ports and a temporary store)."""
+    started = {" ".join(flags): Demo(flags) for flags in FLAGS}
+    yield started
+    for demo in started.values():
+        if demo.process.poll() is None:
+            demo.process.kill()
 
 
 @pytest.mark.parametrize(
@@ -41,10 +79,8 @@ pytestmark = pytest.mark.slow
         ),
     ],
 )
-def test_demo_runs_end_to_end(flags: list[str], expect: list[str]) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "watchdog", "demo", *flags], capture_output=True, text=True, timeout=300
-    )
+def test_demo_runs_end_to_end(flags: list[str], expect: list[str], demos: dict[str, Demo]) -> None:
+    run = demos[" ".join(flags)].result()
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for text in expect:
         assert text in run.stdout, text

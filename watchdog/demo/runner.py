@@ -50,7 +50,7 @@ DEMO_TOKEN = "demo-token-not-a-secret"
 DEMO_API_TOKEN = "demo-operator-token-not-a-secret"
 #: ``--veto``: how long an automatic rollback waits for a veto, and how long the demo goes on
 #: watching the vetoed release.
-VETO_WINDOW_S, WATCH_ON_S = 30.0, 12.0
+VETO_WINDOW_S, WATCH_ON_S = 30.0, 6.0
 DEADLINE_S = 240.0
 ENV, SERVICE = "prod", "stamps-api"
 _STATE_MARK = {
