@@ -43,3 +43,17 @@ def _logging_is_restored() -> Iterator[None]:
     yield
     structlog.reset_defaults()
     root.handlers, root.level = handlers, level
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When the image's tests are selected, its build starts now and overlaps the other tests."""
+    if any(
+        item.nodeid.startswith("tests/test_packaging.py") and "image" in getattr(item, "fixturenames", ())
+        for item in session.items
+    ):
+        import tempfile
+        from pathlib import Path
+
+        from tests.fixtures.wheels import begin_early_build
+
+        begin_early_build(Path(tempfile.mkdtemp(prefix="rollback-watchdog-image-")))

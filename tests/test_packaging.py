@@ -30,13 +30,19 @@ import pytest
 from ruamel.yaml import YAML
 
 from tests.fixtures.static import serve
-from tests.fixtures.wheels import ROOT, build_wheel, image_context, offline_wheels
+from tests.fixtures.wheels import (
+    BUILD_IMAGE,
+    IMAGE,
+    ROOT,
+    build_wheel,
+    early_build,
+    image_context,
+    offline_wheels,
+)
 from watchdog.config import check_config
 
 pytestmark = pytest.mark.slow
 
-BUILD_IMAGE = ROOT.parent / "shared" / "tools" / "build-image-offline.sh"
-IMAGE = "localhost/rollback-watchdog:test"
 IMAGE_CONFIG = "/etc/rollback-watchdog/config.yaml"
 K8S = ROOT / "docs" / "deploy" / "kubernetes"
 UNIT = ROOT / "docs" / "deploy" / "rollback-watchdog.service"
@@ -125,8 +131,14 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tool("podman")
     tool("debootstrap")
     assert BUILD_IMAGE.is_file(), f"{BUILD_IMAGE} is missing (shared/ beside the repository)"
-    context = image_context(tmp_path_factory.mktemp("image") / "context")
-    ok(build_and_run(context))
+    started = early_build()
+    if started is not None:  # started at the session's start (tests/conftest.py): wait for it
+        context, process = started
+        out, err = process.communicate(timeout=900)
+        ok(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    else:
+        context = image_context(tmp_path_factory.mktemp("image") / "context")
+        ok(build_and_run(context))
     yield context
 
 
