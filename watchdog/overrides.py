@@ -57,6 +57,14 @@ class Overrides:
         except StoreError as exc:
             raise InputError("no such incident", argument="incident", value=incident_id) from exc
 
+    def _scope(self, env: str, service: str | None) -> str:
+        """What a pause covers, checked against the configuration, as the log names it."""
+        self.cfg.env(env)
+        if service is None:
+            return env
+        self.cfg.service(service)
+        return f"{service} in {env}"
+
     def _running_watch(self, env: str, service: str) -> Watch:
         self.cfg.env(env)
         self.cfg.service(service)
@@ -201,9 +209,7 @@ class Overrides:
     def pause(self, env: str, service: str | None, *, for_s: float, actor: str, reason: str) -> Pause:
         """Hold automatic rollbacks for an environment or one service until ``for_s`` from now:
         a release that fails its watch meanwhile is logged as "would roll back" and oncall paged."""
-        self.cfg.env(env)
-        if service is not None:
-            self.cfg.service(service)
+        scope = self._scope(env, service)
         if not 0 < for_s <= MAX_PAUSE_S:
             raise InputError(
                 f"a pause lasts more than 0 s and at most {MAX_PAUSE_S} s (a week): it must end",
@@ -211,7 +217,6 @@ class Overrides:
                 value=for_s,
             )
         now = self.clock.now()
-        scope = env if service is None else f"{service} in {env}"
         with self.decisions.transition():
             pause = self.store.add_pause(env, service, actor, reason, now, now + for_s)
             self.decisions.record(
@@ -226,11 +231,8 @@ class Overrides:
         return pause
 
     def resume(self, env: str, service: str | None, *, actor: str, reason: str) -> list[Pause]:
-        self.cfg.env(env)
-        if service is not None:
-            self.cfg.service(service)
+        scope = self._scope(env, service)
         now = self.clock.now()
-        scope = env if service is None else f"{service} in {env}"
         with self.decisions.transition():
             ended = self.store.end_pauses(env, service, now, actor)
             if not ended:

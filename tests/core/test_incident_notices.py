@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from github import Auth, Github
@@ -15,17 +14,16 @@ from github.Issue import Issue
 from tests.fixtures.pipeline import (
     CONFIG,
     NO_REVIEWERS,
-    START,
     TOKEN,
     build,
     dispatches,
     drive,
     finished,
+    on_sim_clock,
     start_incident,
 )
 from tests.fixtures.unleash import ADMIN_TOKEN
 from watchdog.app import App
-from watchdog.clock import SimClock
 from watchdog.demo.service import ServiceProcess
 from watchdog.emulator.github import GitHubEmulator
 from watchdog.emulator.pagerduty import ROUTING_KEY, PagerDutyEmulator
@@ -57,15 +55,8 @@ DAMPENING = """    dampening:
 def make_github_emulator(
     make_github_emulator: Callable[..., GitHubEmulator],
 ) -> Callable[..., GitHubEmulator]:
-    """Every emulator here runs on a simulated clock that the app then shares (``build``): runs,
-    approvals, reminders, backoffs and timeouts move only when a tick advances it."""
-
-    def make(**overrides: Any) -> GitHubEmulator:
-        if "now" not in overrides:
-            overrides.setdefault("clock", SimClock(START))
-        return make_github_emulator(**overrides)
-
-    return make
+    """Every emulator here runs on a simulated clock that the app shares (``on_sim_clock``)."""
+    return on_sim_clock(make_github_emulator)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from github import Auth, Github
@@ -15,15 +14,14 @@ from tests.fixtures.concurrency import race
 from tests.fixtures.pipeline import (
     CONFIG,
     NO_REVIEWERS,
-    START,
     TOKEN,
     build,
     dispatches,
     drive,
     finished,
+    on_sim_clock,
 )
 from watchdog.app import App
-from watchdog.clock import SimClock
 from watchdog.demo.service import ServiceProcess
 from watchdog.emulator.github import GitHubEmulator
 from watchdog.emulator.pagerduty import ROUTING_KEY, PagerDutyEmulator
@@ -50,11 +48,7 @@ def config(**policy: object) -> str:
 def make_github_emulator(
     make_github_emulator: Callable[..., GitHubEmulator],
 ) -> Callable[..., GitHubEmulator]:
-    def make(**overrides: Any) -> GitHubEmulator:
-        overrides.setdefault("clock", SimClock(START))
-        return make_github_emulator(**{**NO_REVIEWERS, **overrides})
-
-    return make
+    return on_sim_clock(make_github_emulator, **NO_REVIEWERS)
 
 
 @pytest.fixture(scope="module")

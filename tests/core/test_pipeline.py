@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -24,12 +24,12 @@ from tests.fixtures.github import MANIFEST_V1, MANIFEST_V2
 from tests.fixtures.pipeline import (
     CONFIG,
     NO_REVIEWERS,
-    START,
     TOKEN,
     build,
     dispatches,
     drive,
     finished,
+    on_sim_clock,
     run_cli,
     start_incident,
 )
@@ -48,15 +48,8 @@ from watchdog.store import ReleaseRef
 def make_github_emulator(
     make_github_emulator: Callable[..., GitHubEmulator],
 ) -> Callable[..., GitHubEmulator]:
-    """Every emulator here runs on a simulated clock that the app then shares (``build``): runs,
-    approvals, reminders, backoffs and timeouts move only when a tick advances it."""
-
-    def make(**overrides: Any) -> GitHubEmulator:
-        if "now" not in overrides:
-            overrides.setdefault("clock", SimClock(START))
-        return make_github_emulator(**overrides)
-
-    return make
+    """Every emulator here runs on a simulated clock that the app shares (``on_sim_clock``)."""
+    return on_sim_clock(make_github_emulator)
 
 
 @pytest.fixture(scope="module")

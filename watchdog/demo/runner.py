@@ -281,11 +281,11 @@ class _Demo:
                     self.vetoed = self._veto(api_url, incident.id)
                 if incident.phase == IncidentPhase.VETOED:
                     if watching_on_until is None:
-                        watching_on_until = time.time() + WATCH_ON_S
+                        watching_on_until = self.clock.now() + WATCH_ON_S
                         self.reporter.say(
                             f"vetoed: {BAD} stays deployed and watched; showing {WATCH_ON_S:.0f}s more"
                         )
-                    elif time.time() >= watching_on_until:
+                    elif self.clock.now() >= watching_on_until:
                         return IncidentPhase.VETOED.value
                 self.clock.sleep(tick_s)
                 continue
