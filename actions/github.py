@@ -19,8 +19,10 @@ from github import Auth, Github, GithubException
 from github.Workflow import Workflow
 from github.WorkflowRun import WorkflowRun
 
+from actions.github_app import InstallationTokenAuth
 from actions.workflow_check import workflow_problems
 from watchdog.clock import Clock
+from watchdog.config import GitHubConfig
 from watchdog.errors import ActionFailed, ActionRetryable, retryable_status
 
 GITHUB = "GitHub"
@@ -71,6 +73,25 @@ def github_error(exc: Exception, what: str, now: float) -> ActionFailed:
     return ActionFailed(f"{what}: {type(exc).__name__}: {exc}", service=GITHUB)
 
 
+def github_auth(cfg: GitHubConfig, clock: Clock) -> Auth.Auth:
+    """The one place the configured identity becomes PyGithub's ``Auth``: the personal access
+    token, or the GitHub App installation (``InstallationTokenAuth``, on ``clock``). Build it once
+    and share it: every client built with it uses, and refreshes, the same installation token."""
+    if cfg.app is not None:
+        app = cfg.app
+        return InstallationTokenAuth(
+            app.app_id,
+            app.private_key.get_secret_value(),
+            clock,
+            repo=cfg.repo,
+            installation_id=app.installation_id,
+            refresh_before_s=app.refresh_before_s,
+        )
+    if cfg.token is None:  # GitHubConfig validates exactly one of them; model_construct does not
+        raise ValueError("github: neither token nor app is configured")
+    return Auth.Token(cfg.token.get_secret_value())
+
+
 def _info(run: WorkflowRun) -> RunInfo:
     return RunInfo(
         id=run.id,
@@ -94,7 +115,9 @@ def _reviewer_name(entry: dict[str, Any], owner: str) -> str:
 
 
 class DeployWorkflow:
-    """Dispatch and follow runs of one workflow in one repository."""
+    """Dispatch and follow runs of one workflow in one repository.
+
+    ``token`` is a personal access token or any PyGithub ``Auth`` (``github_auth``'s)."""
 
     #: How many of the newest dispatched runs to search for a correlation id.
     search_depth = 100
@@ -104,7 +127,7 @@ class DeployWorkflow:
         api_url: str,
         repo: str,
         workflow: str,
-        token: str,
+        token: str | Auth.Auth,
         clock: Clock,
         *,
         timeout_s: float = 15.0,
@@ -117,7 +140,7 @@ class DeployWorkflow:
         self.workflow_id = workflow
         self._gh = github or Github(
             base_url=api_url.rstrip("/"),
-            auth=Auth.Token(token),
+            auth=Auth.Token(token) if isinstance(token, str) else token,
             timeout=int(max(1, timeout_s)),
             retry=None,
             seconds_between_requests=request_interval_s or None,

@@ -44,6 +44,10 @@ class IncidentTickets:
         self.clock = clock
         self._repo: Repository | None = None
 
+    @property
+    def github(self) -> Github:
+        return self._gh
+
     def _r(self) -> Repository:
         if self._repo is None:
             try:

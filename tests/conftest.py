@@ -13,24 +13,32 @@ from tests.fixtures.github import (
     make_github_emulator,
     spec_recorder,
 )
+from tests.fixtures.grafana import grafana_emulator
+from tests.fixtures.opsgenie import make_opsgenie_emulator, opsgenie_emulator, opsgenie_spec_recorder  # noqa: F401
 from tests.fixtures.pagerduty import (
     make_pagerduty_emulator,
     pagerduty_emulator,
     pagerduty_spec_recorder,
     pagerduty_spec_validator,
 )
+from tests.fixtures.slack import make_slack_emulator, slack_emulator
+from tests.fixtures.statuspage import statuspage_emulator
 from tests.fixtures.unleash import unleash_emulator
 
 __all__ = [
     "gh",
     "github_emulator",
     "github_spec_validator",
+    "grafana_emulator",
     "make_github_emulator",
     "make_pagerduty_emulator",
+    "make_slack_emulator",
     "pagerduty_emulator",
     "pagerduty_spec_recorder",
     "pagerduty_spec_validator",
+    "slack_emulator",
     "spec_recorder",
+    "statuspage_emulator",
     "unleash_emulator",
 ]
 

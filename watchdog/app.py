@@ -15,8 +15,9 @@ import httpx
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from actions.github import DeployWorkflow
+from actions.github import DeployWorkflow, github_auth
 from actions.pagerduty import PagerDuty
+from actions.postmortem import PostmortemNotifier
 from actions.tickets import IncidentTickets
 from watchdog import __version__
 from watchdog.clock import Clock
@@ -26,6 +27,7 @@ from watchdog.engine import Engine, Reporter
 from watchdog.errors import WatchdogError
 from watchdog.leader import LEASE, Leadership
 from watchdog.metrics import Reporters, SelfMetrics
+from watchdog.notify import POSTMORTEM, Outbox, build_notifiers
 from watchdog.observability import cron_checkin, init_sentry, register_secrets, report_exception
 from watchdog.phases import Actor
 from watchdog.pipeline import RollbackPipeline
@@ -70,6 +72,31 @@ def register_config_secrets(cfg: WatchdogConfig) -> None:
     register_secrets(secret_values(cfg))
 
 
+def build_outbox(
+    cfg: WatchdogConfig,
+    store: Store,
+    clock: Clock,
+    http: httpx.Client,
+    decisions: DecisionLog,
+    tickets: IncidentTickets | None,
+) -> Outbox:
+    """The notifiers of the config (and the postmortem, with the tickets), their outbox, hooked
+    into the decision log so that every entry's notices commit with it."""
+    notifiers = build_notifiers(cfg, http, clock)
+    pm = cfg.incidents.postmortem
+    if tickets is not None and pm.enabled:
+        notifiers[POSTMORTEM] = PostmortemNotifier(
+            POSTMORTEM, IncidentTickets(tickets.github, tickets.repo_name, pm.labels, clock)
+        )
+    outbox = Outbox(cfg, store, clock, notifiers, decisions)
+    decisions.outbox = outbox
+    return outbox
+
+
+#: Seconds between two runs of the notice delivery (at most the tick).
+NOTICE_INTERVAL_S = 5.0
+
+
 @dataclass
 class App:
     cfg: WatchdogConfig
@@ -79,6 +106,7 @@ class App:
     engine: Engine
     pipeline: RollbackPipeline
     http: httpx.Client
+    outbox: Outbox
 
     @classmethod
     def build(
@@ -103,7 +131,7 @@ class App:
             gh.api_url,
             gh.repo,
             gh.workflow,
-            gh.token.get_secret_value(),
+            github_auth(gh, clock),  # the tickets and the deployments poller use it too
             clock,
             timeout_s=gh.request_timeout_s,
             request_interval_s=gh.request_interval_s,
@@ -123,6 +151,7 @@ class App:
         )
         heard = Reporters(reporter, metrics)  # the terminal view and the metrics hear the same
         decisions = DecisionLog(store, clock, heard)  # one log, shared by engine and pipeline
+        outbox = build_outbox(cfg, store, clock, http, decisions, tickets)
         pipeline = RollbackPipeline(
             cfg,
             store,
@@ -137,7 +166,7 @@ class App:
         engine = Engine(
             cfg, store, source, clock, pipeline=pipeline, reporter=heard, pager=pager, decisions=decisions
         )
-        return cls(cfg, clock, store, source, engine, pipeline, http)
+        return cls(cfg, clock, store, source, engine, pipeline, http, outbox)
 
     def seed_pins(self) -> list[str]:
         """On first start, pin each environment's last successful GitHub deployment where no pin exists.
@@ -257,6 +286,15 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
         max_instances=1,
         coalesce=True,
     )
+    if app.outbox.notifiers:
+        scheduler.add_job(  # a job of its own: a slow notifier never holds the tick (ADR 0006)
+            _safe_deliver(app.outbox, leadership),
+            "interval",
+            seconds=min(cfg.tick_s, NOTICE_INTERVAL_S),
+            id="notices",
+            max_instances=1,
+            coalesce=True,
+        )
     polling = cfg.github.deployments
     if polling.poll and app.pipeline.deployer is not None:
         from watchdog.deploys import DeploymentPoller
@@ -339,6 +377,7 @@ def _start_api(
         overrides=Overrides(app.engine),
         role=role,
         liveness=beats.problem,
+        http=app.http,
     )
     server = ApiServer(ctx)
     server.start()
@@ -368,6 +407,18 @@ def _safe_tick(
         beats.beat()
 
     return tick
+
+
+def _safe_deliver(outbox: Outbox, leadership: Leadership) -> Callable[[], None]:
+    def deliver() -> None:
+        if not leadership.leading:
+            return  # the leader tells; a standby's notices would be told twice
+        try:
+            outbox.deliver_due()
+        except Exception as exc:  # the store is down, the lease lost: the next run tries again
+            report_exception(log, "notice delivery failed", exc)
+
+    return deliver
 
 
 def _safe_renew(leadership: Leadership, metrics: SelfMetrics, beats: Heartbeats) -> Callable[[], None]:

@@ -51,6 +51,7 @@ from watchdog.errors import (
 )
 from watchdog.manifest import Migration, manifest_to_json, parse_manifest
 from watchdog.observability import configure_logging, redact, register_secrets
+from watchdog.phases import DecisionKind
 from watchdog.store import DecisionEntry, ReleaseRef, Store
 
 if TYPE_CHECKING:
@@ -267,7 +268,12 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 def cmd_log(args: argparse.Namespace) -> int:
     cfg = _config_for(args)
     with _store(cfg, create=False) as store:
-        entries = store.decisions(env=args.env, limit=args.limit, incident_id=args.incident)
+        if args.kind is None:
+            entries = list(store.decisions(env=args.env, limit=args.limit, incident_id=args.incident))
+        else:
+            every = store.decisions(env=args.env, incident_id=args.incident)
+            entries = [e for e in every if e.kind.value in args.kind]
+            entries = entries[-args.limit :] if args.limit else entries
     if args.json:
         print(json.dumps([redact(decision_dict(e)) for e in entries], indent=2))
     else:
@@ -276,7 +282,13 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def _engine(cfg: WatchdogConfig, store: Store) -> Engine:
-    return Engine(cfg, store, None, RealClock())
+    """An engine for one command: what it decides is logged, and its notices are queued for the
+    daemon to deliver (the same outbox, without the notifiers)."""
+    from watchdog.notify import Outbox
+
+    engine = Engine(cfg, store, None, RealClock())
+    engine.decisions.outbox = Outbox(cfg, store, engine.clock, {}, engine.decisions)
+    return engine
 
 
 def _migrations(path: str | None) -> tuple[Migration, ...] | None:
@@ -470,8 +482,16 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             raise InputError("--service is required when the configuration has several services")
         args.service = cfg.services[0].name
     with _store(cfg, create=True) as store:
+        if args.trigger != "manual" and not args.reference:
+            raise InputError(f"a {args.trigger} rollback needs --reference", argument="reference")
         incident_id = _engine(cfg, store).request_rollback(
-            args.env, args.service, reason=args.reason, actor=args.actor, to_tag=args.to
+            args.env,
+            args.service,
+            reason=args.reason,
+            actor=args.actor,
+            to_tag=args.to,
+            trigger=args.trigger,
+            reference=args.reference,
         )
     print(f"rollback requested (incident {incident_id}); the daemon runs the pipeline at its next tick")
     return EXIT_OK
@@ -528,6 +548,22 @@ def cmd_override(args: argparse.Namespace) -> int:
                 args.env, _only_service(cfg, args), by_s=args.by_s, actor=args.actor, reason=args.reason
             )
             print(f"watch {watch.id} now ends at {watch.ends_at:.0f}")
+    return EXIT_OK
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    cfg = _config_for(args)
+    with _store(cfg, create=False) as store:
+        if args.quarantine_cmd == "lift":
+            service = _only_service(cfg, args)
+            row = _overrides(cfg, store).lift_quarantine(
+                args.env, service, args.tag, actor=args.actor, reason=args.reason
+            )
+            print(f"quarantine of {row.tag} in {row.env} lifted by {args.actor}")
+            return EXIT_OK
+        for row in store.quarantines(args.env):
+            state = f"lifted by {row.lifted_by}: {row.lift_reason}" if row.lifted_at else "in force"
+            print(f"{row.env}\t{row.service}\t{row.tag}\tincident {row.incident_id}\t{state}")
     return EXIT_OK
 
 
@@ -607,6 +643,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--env")
     s.add_argument("--limit", type=_positive_int, help="only the newest N entries")
     s.add_argument(
+        "--kind",
+        action="append",
+        choices=[k.value for k in DecisionKind],
+        help="only entries of this kind (repeatable), e.g. notice for the deliveries to notifiers",
+    )
+    s.add_argument(
         "--incident", type=_positive_int, help="only one rollback incident's entries (its ticket names it)"
     )
     s.add_argument("--json", action="store_true", help="JSON instead of a table")
@@ -670,9 +712,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", type=_tag, help="target release tag (default: the pinned stable release)")
     s.add_argument("--reason", required=True, type=_text)
     s.add_argument(
+        "--trigger",
+        choices=["manual", "incident", "security"],
+        default="manual",
+        help="why: by hand, an incident, a security finding (the last two need --reference)",
+    )
+    s.add_argument("--reference", type=_text, help="an incident link or an advisory id, logged")
+    s.add_argument(
         "--actor", type=_text, default=getpass.getuser(), help="who does this (default: the current user)"
     )
     s.set_defaults(func=cmd_rollback)
+
+    s = sub.add_parser("quarantine", help="releases quarantined after a rollback: list them, or lift one")
+    qsub = s.add_subparsers(dest="quarantine_cmd", required=True)
+    q = qsub.add_parser("list", help="the quarantines, newest first")
+    q.add_argument("-c", "--config", required=True)
+    q.add_argument("--env", choices=["dev", "stage", "prod"])
+    q.set_defaults(func=cmd_quarantine)
+    q = qsub.add_parser("lift", help="let a quarantined release be deployed and watched again; logged")
+    q.add_argument("-c", "--config", required=True)
+    q.add_argument("--env", required=True, choices=["dev", "stage", "prod"])
+    q.add_argument("--service", help="default: the configuration's only service")
+    q.add_argument("--tag", required=True, type=_tag)
+    q.add_argument("--reason", required=True, type=_text)
+    q.add_argument(
+        "--actor", type=_text, default=getpass.getuser(), help="who does this (default: the current user)"
+    )
+    q.set_defaults(func=cmd_quarantine)
 
     def lever(name: str, help_text: str) -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help_text)

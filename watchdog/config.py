@@ -45,11 +45,18 @@ _FILE_REF = re.compile(r"^\$\{file:([^}]+)\}$")
 #: ``*`` matches any key or list index.
 SECRET_PATHS = (
     ("github", "token"),
+    ("github", "app", "private_key"),
     ("source", "prometheus", "bearer_token"),
     ("source", "prometheus", "basic_auth_password"),
     ("sentry", "dsn"),
     ("api", "tokens", "*", "token"),
     ("incidents", "pagerduty", "routing_key"),
+    ("notifications", "notifiers", "*", "token"),
+    ("notifications", "notifiers", "*", "webhook_url"),
+    ("notifications", "notifiers", "*", "api_key"),
+    ("notifications", "notifiers", "*", "secret"),
+    ("notifications", "slack_interactivity", "signing_secret"),
+    ("incidents", "pagerduty_webhook", "secrets", "*"),
     ("services", "*", "dampening", "*", "*", "unleash", "token"),
     ("services", "*", "dampening", "*", "*", "undo", "unleash", "token"),
 )
@@ -111,6 +118,8 @@ def secret_values(node: object, key: str | None = None) -> Iterator[str]:
         if key is None or CREDENTIAL_HEADER.match(key):
             value = node.get_secret_value()
             yield value
+            if value.lstrip().startswith("-----BEGIN"):  # a PEM key: each line of its body too
+                yield from (line.strip() for line in value.splitlines() if not line.startswith("-----"))
             if key is not None and " " in value.strip():
                 yield value.strip().split()[-1]  # "Bearer abc": abc may be printed on its own
     elif isinstance(node, str):
@@ -628,11 +637,40 @@ class DeploymentsPollConfig(Strict):
         return names
 
 
+class GitHubAppConfig(Strict):
+    """A GitHub App installation as the watchdog's identity: each installation token it mints
+    lasts an hour, acts as the app's bot and has only the permissions the app was granted."""
+
+    app_id: int = Field(gt=0, description="The app's numeric id (its settings page, or GET /app).")
+    installation_id: int | None = Field(
+        default=None,
+        gt=0,
+        description="The installation on github.repo's account; none: looked up with "
+        "GET /repos/{owner}/{repo}/installation at the first request.",
+    )
+    private_key: SecretStr = Field(
+        description="The app's private key, PEM (by reference: typically ${file:/run/secrets/app.pem})."
+    )
+    refresh_before_s: float = Field(
+        default=300.0,
+        ge=0,
+        lt=3600,
+        description="Mint a new installation token this long before the current one expires "
+        "(GitHub's last an hour).",
+    )
+
+
 class GitHubConfig(Strict):
     api_url: str = "https://api.github.com"
     repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
     workflow: str = Field(default="deploy.yml", description="Workflow file name or id.")
-    token: SecretStr
+    token: SecretStr | None = Field(
+        default=None,
+        description="A personal access token (by reference); exactly one of token and app.",
+    )
+    app: GitHubAppConfig | None = Field(
+        default=None, description="Authenticate as a GitHub App installation instead of with a token."
+    )
     ref: str = Field(default="{tag}", description="Ref to dispatch; placeholders {tag} {sha} {env}.")
     inputs: dict[str, str] = Field(
         default_factory=lambda: {
@@ -675,6 +713,15 @@ class GitHubConfig(Strict):
         description="Least time between two GitHub writes: GitHub's advice against secondary rate limits.",
     )
 
+    @model_validator(mode="after")
+    def _one_identity(self) -> GitHubConfig:
+        if (self.token is None) == (self.app is None):
+            raise ValueError(
+                "exactly one of github.token (a personal access token) and github.app "
+                f"(a GitHub App installation) is needed, {'not both' if self.token else 'got neither'}"
+            )
+        return self
+
     def dispatch_inputs(self) -> list[str]:
         """The inputs a rollback's dispatch sends: the workflow must declare each of them."""
         names = [*self.inputs, self.correlation_input]
@@ -712,9 +759,219 @@ class TicketConfig(Strict):
     close_on_resolve: bool = True
 
 
+class PostmortemConfig(Strict):
+    """The follow-up issue opened when a rollback resolves or escalates (the runbook's
+    "Nacharbeiten"), in the tickets' repository, pre-filled from the decision log."""
+
+    enabled: bool = True
+    labels: list[str] = Field(default_factory=lambda: ["postmortem"], min_length=1)
+
+
+class PagerDutyServiceRef(Strict):
+    service: str
+    env: EnvName
+
+
+class PagerDutyWebhookConfig(Strict):
+    """PagerDuty webhooks (v3) at ``POST /v1/hooks/pagerduty``: a P1/P2 incident on a mapped service
+    within ``incident_window_s`` of a deploy leads to that release's rollback, as the environment's
+    ``rollback_policy`` says."""
+
+    secrets: list[SecretStr] = Field(
+        min_length=1,
+        description="The webhook subscription's signing secrets (by reference; two while rotating).",
+    )
+    services: dict[str, PagerDutyServiceRef] = Field(
+        description="PagerDuty service id (P…) → the watchdog's service and environment."
+    )
+    priorities: list[str] = Field(default_factory=lambda: ["P1", "P2"], min_length=1)
+    incident_window_s: float = Field(default=3600.0, gt=0, description="How long after a deploy.")
+    max_age_s: float = Field(
+        default=600.0, gt=0, le=3600, description="Older deliveries (by occurred_at) are refused as replays."
+    )
+
+
 class IncidentsConfig(Strict):
     pagerduty: PagerDutyConfig | None = None
+    pagerduty_webhook: PagerDutyWebhookConfig | None = None
     ticket: TicketConfig = Field(default_factory=TicketConfig)
+    postmortem: PostmortemConfig = Field(default_factory=PostmortemConfig)
+
+
+# --------------------------------------------------------------------------- notifications
+
+NoticeSeverityName = Literal["critical", "warning", "info"]
+OpsgeniePriority = Literal["P1", "P2", "P3", "P4", "P5"]
+
+
+def _default_priorities() -> dict[NoticeSeverityName, OpsgeniePriority]:
+    return {"critical": "P1", "warning": "P3", "info": "P5"}
+
+
+def _prod_only() -> list[EnvName]:
+    return ["prod"]
+
+
+class SlackNotifierConfig(Strict):
+    """Slack: a Block Kit message per incident, posted with a bot token (``chat.postMessage``,
+    then ``chat.update`` of the same message as the rollback advances) or by incoming webhook
+    (each notice a new message: webhooks cannot update)."""
+
+    kind: Literal["slack"]
+    api_url: str = Field(default="https://slack.com/api", description="Slack's Web API base URL.")
+    token: SecretStr | None = Field(default=None, description="A bot token, xoxb-… (by reference).")
+    channel: str | None = Field(default=None, description="Channel id or name for chat.postMessage.")
+    webhook_url: SecretStr | None = Field(
+        default=None, description="An incoming webhook URL (a secret: by reference)."
+    )
+    buttons: bool = Field(default=True, description="Add override buttons (needs slack_interactivity).")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SlackNotifierConfig:
+        if (self.token is None) == (self.webhook_url is None):
+            raise ValueError("a slack notifier needs either token (with channel) or webhook_url, not both")
+        if self.token is not None and not self.channel:
+            raise ValueError("a slack notifier with a token needs a channel")
+        return self
+
+
+class TeamsNotifierConfig(Strict):
+    """Microsoft Teams: an Adaptive Card (1.5) posted to a Workflows webhook."""
+
+    kind: Literal["teams"]
+    webhook_url: SecretStr = Field(description="The Workflows webhook URL (a secret: by reference).")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class OpsgenieNotifierConfig(Strict):
+    """Opsgenie Alert API v2: an alert per incident (alias = the incident's correlation id), closed
+    when the rollback resolves or is vetoed."""
+
+    kind: Literal["opsgenie"]
+    api_url: str = Field(default="https://api.opsgenie.com", description="api.eu.opsgenie.com for the EU.")
+    api_key: SecretStr = Field(description="An API integration key (by reference), sent as GenieKey.")
+    priorities: dict[NoticeSeverityName, OpsgeniePriority] = Field(
+        default_factory=_default_priorities,
+        description="Alert priority per notice severity.",
+    )
+    responders: list[dict[str, str]] = Field(
+        default_factory=list, description='e.g. [{"type": "team", "name": "oncall"}]'
+    )
+    tags: list[str] = Field(default_factory=lambda: ["rollback-watchdog"])
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class WebhookNotifierConfig(Strict):
+    """A generic webhook: the notice as JSON, signed like GitHub's ``X-Hub-Signature-256`` over the
+    timestamp and the body (``X-Watchdog-Signature-256: sha256=HMAC(secret, "{timestamp}.{body}")``)."""
+
+    kind: Literal["webhook"]
+    url: str = Field(description="Where to POST (https in production; a fixed URL, never templated).")
+    secret: SecretStr = Field(description="The HMAC-SHA256 key shared with the receiver (by reference).")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class StatuspageNotifierConfig(Strict):
+    """Atlassian Statuspage: an incident when a rollback starts in one of ``environments`` (prod by
+    default), updated at its milestones, resolved with the component operational again."""
+
+    kind: Literal["statuspage"]
+    api_url: str = Field(default="https://api.statuspage.io/v1")
+    page_id: str = Field(min_length=1)
+    api_key: SecretStr = Field(description="A Statuspage API key (by reference), sent as OAuth.")
+    components: dict[str, str] = Field(
+        default_factory=dict, description="Service name → Statuspage component id."
+    )
+    environments: list[EnvName] = Field(
+        default_factory=lambda: list[EnvName](["prod"]),
+        description="Only these environments reach the status page.",
+    )
+    impact: Literal["none", "minor", "major", "critical"] = "minor"
+    component_status: Literal["degraded_performance", "partial_outage", "major_outage"] = (
+        "degraded_performance"
+    )
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class GrafanaNotifierConfig(Strict):
+    """Grafana annotations for deploys, decisions and rollbacks (tags: env, service, release)."""
+
+    kind: Literal["grafana"]
+    url: str = Field(description="Grafana's base URL.")
+    token: SecretStr = Field(description="A service account token (by reference).")
+    dashboard_uid: str | None = Field(
+        default=None, description="Annotate one dashboard; else organisation-wide."
+    )
+    tags: list[str] = Field(default_factory=lambda: ["rollback-watchdog"])
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+NotifierConfig = Annotated[
+    SlackNotifierConfig
+    | TeamsNotifierConfig
+    | OpsgenieNotifierConfig
+    | WebhookNotifierConfig
+    | StatuspageNotifierConfig
+    | GrafanaNotifierConfig,
+    Field(discriminator="kind"),
+]
+
+
+class NoticeRoute(Strict):
+    """One line of the routing table: notices of these environments, severities (and events) go
+    to these notifiers. Every matching route adds its notifiers; each gets a notice once."""
+
+    environments: list[EnvName] | None = Field(default=None, description="None: every environment.")
+    severities: list[NoticeSeverityName] | None = Field(default=None, description="None: every severity.")
+    events: list[str] | None = Field(default=None, description="None: every event (see docs/operating.md).")
+    to: list[str] = Field(min_length=1, description="Notifier names.")
+
+
+class SlackUser(Strict):
+    """Who may press the buttons: a Slack user id, the actor it is logged as, where it may act."""
+
+    slack_user: str = Field(pattern=r"^[UW][A-Z0-9]+$", description="Slack's user id (U…/W…), not a name.")
+    actor: str = Field(min_length=1, max_length=64)
+    environments: list[EnvName] = Field(min_length=1)
+
+
+class SlackInteractivityConfig(Strict):
+    """Slack's interactivity requests (button presses) at ``POST /v1/slack/interactions``."""
+
+    signing_secret: SecretStr = Field(description="The Slack app's signing secret (by reference).")
+    users: list[SlackUser] = Field(default_factory=list, description="The allow-list; others are refused.")
+    max_age_s: float = Field(default=300.0, gt=0, le=300, description="Slack's replay window.")
+    response_url_prefix: str = Field(
+        default="https://hooks.slack.com/",
+        description="Only a response_url under this prefix is called back (no SSRF through a payload).",
+    )
+
+
+class NotificationsConfig(Strict):
+    notifiers: dict[str, NotifierConfig] = Field(default_factory=dict)
+    routes: list[NoticeRoute] = Field(default_factory=list)
+    max_attempts: int = Field(
+        default=8, ge=1, le=50, description="Attempts of one delivery before it is given up."
+    )
+    max_backoff_s: float = Field(default=300.0, gt=0)
+    public_url: str | None = Field(
+        default=None,
+        description="The API's address as people reach it (links in messages); none: no API links.",
+    )
+    slack_interactivity: SlackInteractivityConfig | None = None
+
+    @model_validator(mode="after")
+    def _routes_name_notifiers(self) -> NotificationsConfig:
+        for i, route in enumerate(self.routes):
+            unknown = [n for n in route.to if n not in self.notifiers]
+            if unknown:
+                have = ", ".join(self.notifiers) or "none"
+                raise ValueError(f"routes[{i}].to names unknown notifiers {unknown} (have: {have})")
+        for name in self.notifiers:
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name):
+                raise ValueError(f"notifier name {name!r}: lowercase letters, digits, - and _ only")
+        return self
 
 
 class StoreConfig(Strict):
@@ -794,6 +1051,7 @@ class WatchdogConfig(Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     sentry: SentryConfig = Field(default_factory=SentryConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     demo_note: str | None = Field(
         default=None, description="Shown at start: how this config departs from prod."
     )

@@ -27,11 +27,21 @@ class Listener(Protocol):
     def decision(self, entry: DecisionEntry) -> None: ...
 
 
+class Outbox(Protocol):
+    """Who queues the notices of each entry, in the entry's own transaction (``watchdog.notify``)."""
+
+    def enqueue(self, entry: DecisionEntry) -> object: ...
+
+
 class DecisionLog:
-    def __init__(self, store: Store, clock: Clock, listener: Listener | None = None) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, listener: Listener | None = None, outbox: Outbox | None = None
+    ) -> None:
         self.store = store
         self.clock = clock
         self.listener = listener
+        #: Set once the notifiers are built: every entry's notices commit with the entry.
+        self.outbox = outbox
         #: Entries of the transition open in this thread (the API's threads have their own, as
         #: each has its own store transaction).
         self._untold: ContextVar[list[DecisionEntry] | None] = ContextVar(f"untold-{id(self)}", default=None)
@@ -72,20 +82,23 @@ class DecisionLog:
     ) -> DecisionEntry:
         """Append one entry. ``from_release``/``to_release`` are the two releases of the decision:
         for a rollback the bad one and its target, for a promotion the previous pin and the new."""
-        entry = self.store.log_decision(
-            at=self.clock.now() if at is None else at,
-            env=env,
-            service=service,
-            kind=DecisionKind(kind),
-            reason=reason,
-            actor=actor,
-            result=DecisionResult(result),
-            evidence=evidence or {},
-            from_release=from_release,
-            to_release=to_release,
-            watch_id=watch_id,
-            incident_id=incident_id,
-        )
+        with self.store.atomic():  # the entry and its notices, together
+            entry = self.store.log_decision(
+                at=self.clock.now() if at is None else at,
+                env=env,
+                service=service,
+                kind=DecisionKind(kind),
+                reason=reason,
+                actor=actor,
+                result=DecisionResult(result),
+                evidence=evidence or {},
+                from_release=from_release,
+                to_release=to_release,
+                watch_id=watch_id,
+                incident_id=incident_id,
+            )
+            if self.outbox is not None:
+                self.outbox.enqueue(entry)
         untold = self._untold.get()
         if untold is not None:
             untold.append(entry)  # told once its transition commits

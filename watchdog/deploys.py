@@ -147,6 +147,8 @@ class DeploymentPoller:
         #: Deployments that succeeded before this second are history, never announced (GitHub's
         #: times are whole seconds).
         self.started = float(math.floor(clock.now()))
+        # the workflow client's settings and its Auth object: a GitHub App's installation token
+        # is the same one, refreshed for both (``actions.github_app.InstallationTokenAuth``)
         self._requester = Requester(**workflow.github.requester.kwargs)
         self._etags: dict[str, _Cached] = {}
         #: deployment id → its ``updated_at`` when its statuses were last read (still open)

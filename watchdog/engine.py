@@ -35,7 +35,7 @@ from watchdog.phases import (
 )
 from watchdog.pipeline.notices import utc
 from watchdog.sources.base import MetricSource
-from watchdog.store import DecisionEntry, DeployEvent, Release, ReleaseRef, Store, Watch
+from watchdog.store import DecisionEntry, DeployEvent, Quarantine, Release, ReleaseRef, Store, Watch
 
 log = structlog.get_logger("watchdog.engine")
 
@@ -193,7 +193,11 @@ class Engine:
                 else manifest_from_json({"migrations": ev.migrations}, f"deploy event {ev.id}")
             )
             ref = ReleaseRef(ev.tag, ev.sha, ev.run_id, ev.build_url, migrations)
-            self.start_watch(ev.env, ev.service, ref, ev.deployed_at, actor=ev.actor, source=ev.source)
+            _, then = self._start_watch(
+                ev.env, ev.service, ref, ev.deployed_at, actor=ev.actor, source=ev.source
+            )
+        if then is not None:
+            then()  # a page: after the commit, never inside the transaction (it holds the lock)
 
     def start_watch(
         self,
@@ -205,6 +209,23 @@ class Engine:
         actor: str = Actor.AUTOMATIC.value,
         source: str = "cli",
     ) -> Watch:
+        """Watch a new release (a quarantined one is rolled back at once, where the policy allows)."""
+        with self.decisions.transition():
+            watch, then = self._start_watch(env, service, ref, deployed_at, actor=actor, source=source)
+        if then is not None:
+            then()
+        return watch
+
+    def _start_watch(
+        self,
+        env: str,
+        service: str,
+        ref: ReleaseRef,
+        deployed_at: float,
+        *,
+        actor: str,
+        source: str,
+    ) -> tuple[Watch, Callable[[], object] | None]:
         with self.decisions.transition():
             policy = self.cfg.env(env)
             release = self.store.upsert_release(env, service, ref, deployed_at)
@@ -246,7 +267,35 @@ class Engine:
                 to_release=release,
                 evidence={"ends_at": watch.ends_at, "auto_rollback": policy.auto_rollback},
             )
-            return watch
+            quarantine = self.store.quarantined(env, service, ref.tag)
+            then = self._quarantined_again(watch, release, quarantine) if quarantine is not None else None
+            return watch, then
+
+    def _quarantined_again(
+        self, watch: Watch, release: Release, quarantine: Quarantine
+    ) -> Callable[[], object] | None:
+        """A release rolled back in this environment was deployed again: reported at once, and rolled
+        back without waiting for new evidence where the policy allows (the guard, pauses and
+        ``rollback_policy`` decide as for any automatic rollback)."""
+        now = self.clock.now()
+        why = (
+            f"quarantined release {release.tag} deployed again to {watch.env}: it was rolled back"
+            + (f" in incident {quarantine.incident_id}" if quarantine.incident_id else "")
+            + f" ({quarantine.reason})"
+        )
+        evidence = {"quarantine": quarantine.id, "quarantined_at": quarantine.created_at}
+        self._record(
+            watch,
+            DecisionKind.QUARANTINE,
+            why,
+            DecisionResult.REDEPLOYED,
+            from_release=release,
+            evidence=evidence,
+        )
+        self.store.end_watch(watch.id, WatchPhase.FAILED, now, "quarantined release deployed again")
+        return self._decide_rollback(
+            watch, why, evidence, "quarantine", now, refused_page=f"{watch.service}: {why}"
+        )
 
     # ------------------------------------------------------------------ the tick
 
@@ -513,23 +562,32 @@ class Engine:
             else:
                 ended = self.store.end_watch(watch.id, WatchPhase.FAILED, now, f"failed: {names}")
                 if ended:
-                    then = self._decide_rollback(watch, reason, evidence, failed[0].signal, now)
+                    then = self._decide_rollback(watch, reason, evidence, f"signal:{failed[0].signal}", now)
         if ended:
             if then is not None:
                 then()  # a page: after the commit, never inside the transaction (it holds the lock)
             self._notify_end(watch, WatchPhase.FAILED)
 
     def _decide_rollback(
-        self, watch: Watch, reason: str, evidence: dict[str, Any], signal: str, now: float
+        self,
+        watch: Watch,
+        reason: str,
+        evidence: dict[str, Any],
+        trigger: str,
+        now: float,
+        *,
+        target: Release | None = None,
+        refused_page: str | None = None,
     ) -> Callable[[], object] | None:
-        """The release failed its watch: mark it, and open its rollback unless the guard says no
-        or automation is paused. Returns what to do once the transition committed (the page of a
-        paused decision), if anything."""
+        """The release failed its watch (or an incident, a quarantine says it is bad): mark it, and
+        open its rollback unless the guard says no or automation is paused. ``target`` is where to
+        roll back to (default: the stable pin); ``refused_page`` pages oncall when no rollback may
+        start. Returns what to do once the transition committed (a page), if anything."""
         release = self.store.release(watch.release_id)
         vetoed = release.status == ReleaseStatus.VETOED
         if not vetoed:
             self.store.set_release_status(release.id, ReleaseStatus.FAILED)
-        stable = self.store.current_pin(watch.env, watch.service)
+        stable = target or self.store.current_pin(watch.env, watch.service)
         why = self._guard(watch.env, watch.service, now)
         if vetoed:
             why = f"a human vetoed the automatic rollback of {release.tag} in {watch.env}; a human decides"
@@ -566,14 +624,23 @@ class Engine:
                 to_release=stable,
                 evidence=evidence,
             )
-            return None
+            if refused_page is None:
+                return None
+            return partial(
+                self._page,
+                f"rollback-watchdog/refused/{watch.env}/{watch.service}/watch-{watch.id}",
+                f"{refused_page}; no automatic rollback: {why}",
+                "error",
+                watch,
+                {"reason": reason, "why_not": why},
+            )
         policy = self.cfg.env(watch.env).rollback_policy
         incident = self.store.create_incident(
             watch.env,
             watch.service,
             release.id,
             stable.id if stable else None,
-            trigger=f"signal:{signal}",
+            trigger=trigger,
             reason=reason,
             actor=Actor.AUTOMATIC.value,
             now=now,
@@ -615,7 +682,15 @@ class Engine:
         return None
 
     def request_rollback(
-        self, env: str, service: str, *, reason: str, actor: str, to_tag: str | None = None
+        self,
+        env: str,
+        service: str,
+        *,
+        reason: str,
+        actor: str,
+        to_tag: str | None = None,
+        trigger: str = "manual",
+        reference: str | None = None,
     ) -> int:
         """A human's rollback (P1/P2 incident, security finding): the same pipeline, logged with its actor.
 
@@ -658,17 +733,22 @@ class Engine:
                 service,
                 bad.id,
                 target.id,
-                trigger="manual",
+                trigger=trigger,
                 reason=reason,
                 actor=actor,
                 now=now,
-                evidence={"requested_by": actor},
+                evidence={"requested_by": actor, "reference": reference},
+            )
+            what = {"manual": "manual", "incident": "incident", "security": "security-finding"}.get(
+                trigger, trigger
             )
             self.decisions.record(
                 env=env,
                 service=service,
                 kind=DecisionKind.ROLLBACK_DECIDED,
-                reason=f"manual rollback of {bad.tag} to {target.tag}: {reason}",
+                reason=f"{what} rollback of {bad.tag} to {target.tag}: {reason}"
+                + (f" ({reference})" if reference else ""),
+                evidence={"reference": reference} if reference else {},
                 actor=actor,
                 result=DecisionResult.ROLLBACK_STARTED,
                 incident_id=incident.id,
@@ -676,6 +756,91 @@ class Engine:
                 to_release=target,
             )
         return incident.id
+
+    def incident_reported(
+        self,
+        env: str,
+        service: str,
+        *,
+        source: str,
+        title: str,
+        url: str | None,
+        occurred_at: float,
+        reference: str,
+        window_s: float,
+    ) -> int | None:
+        """An oncall incident (a PagerDuty P1/P2, a security finding) names this service. If it began
+        within ``window_s`` after the newest deploy, that release is rolled back as the environment's
+        ``rollback_policy`` says (an automatic rollback: proposed, or after the veto window), with
+        the incident's link in the decision log. Otherwise it is logged as ignored, with why.
+        Returns the rollback incident's id, or None."""
+        self.cfg.env(env)
+        self.cfg.service(service)
+        now = self.clock.now()
+        report = {
+            "source": source,
+            "reference": reference,
+            "title": title,
+            "url": url,
+            "occurred_at": occurred_at,
+        }
+        last = self.store.last_deploy_watch(env, service)
+        why_not: str | None = None
+        if last is None:
+            why_not = f"no deploy of {service} to {env} is known"
+        elif not last.started_at - 60.0 <= occurred_at <= last.started_at + window_s:
+            why_not = (
+                f"it began {occurred_at - last.started_at:+.0f}s from the newest deploy, outside the "
+                f"incident window of {window_s:.0f}s"
+            )
+        elif any(i.env == env and i.service == service for i in self.store.open_incidents()):
+            why_not = "a rollback of this service is already in progress"
+        else:
+            release = self.store.release(last.release_id)
+            if release.status in (ReleaseStatus.FAILED, ReleaseStatus.ROLLED_BACK):
+                why_not = f"{release.tag} was already judged bad ({release.status})"
+        if why_not is not None or last is None:
+            self.decisions.record(
+                DecisionKind.INCIDENT_REPORTED,
+                f"{source} incident {reference} ({title}) on {service} in {env}: no rollback, {why_not}",
+                DecisionResult.IGNORED,
+                env=env,
+                service=service,
+                evidence=report,
+            )
+            return None
+        release = self.store.release(last.release_id)
+        target = None
+        pinned = self.store.current_pin(env, service)
+        if pinned is not None and pinned.id == release.id and last.previous_release_id is not None:
+            target = self.store.release(
+                last.previous_release_id
+            )  # promoted meanwhile: back to the one before
+        reason = f"{source} incident {reference}: {title}"
+        with self.decisions.transition():
+            self._record(
+                last,
+                DecisionKind.INCIDENT_REPORTED,
+                f"{reason}, {occurred_at - last.started_at:.0f}s after the deploy of {release.tag}",
+                DecisionResult.FAILED,
+                from_release=release,
+                evidence=report,
+            )
+            if last.phase == WatchPhase.RUNNING:
+                self.store.end_watch(last.id, WatchPhase.FAILED, now, f"incident: {reference}")
+            then = self._decide_rollback(
+                last,
+                reason,
+                {"incident_report": report},
+                f"incident:{source}",
+                now,
+                target=target,
+                refused_page=f"{service} {release.tag} in {env}: {reason}",
+            )
+        if then is not None:
+            then()
+        opened = [i for i in self.store.open_incidents() if i.env == env and i.service == service]
+        return opened[0].id if opened else None
 
     def _unseen(self, watch: Watch, results: list[SignalResult], now: float) -> dict[str, str]:
         """The deciding signals that did not see enough of the release to vouch for it, and why."""

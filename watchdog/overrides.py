@@ -29,7 +29,7 @@ from watchdog.phases import (
 )
 from watchdog.pipeline import notices
 from watchdog.pipeline.steps import GO_AHEAD
-from watchdog.store import Incident, Pause, ReleaseRef, Watch
+from watchdog.store import Incident, Pause, Quarantine, ReleaseRef, Watch
 
 log = structlog.get_logger("watchdog.overrides")
 
@@ -298,3 +298,32 @@ class Overrides:
                 evidence={"ends_at": watch.ends_at + by_s},
             )
         return self.store.watch(watch.id)
+
+    # ------------------------------------------------------------------ quarantine
+
+    def lift_quarantine(self, env: str, service: str, tag: str, *, actor: str, reason: str) -> Quarantine:
+        """Let a rolled-back release be deployed again like any other (it is watched, not rolled
+        back at once). Needs a reason, which the decision log keeps."""
+        self.cfg.env(env)
+        self.cfg.service(service)
+        if not reason.strip():
+            raise InputError("lifting a quarantine needs a reason", argument="reason", value=reason)
+        found = self.store.quarantined(env, service, tag)
+        if found is None:
+            raise OverrideRefused(f"{tag} of {service} is not quarantined in {env}")
+        with self.decisions.transition():
+            if not self.store.lift_quarantine(found.id, actor, reason, self.clock.now()):
+                raise OverrideRefused(f"the quarantine of {tag} in {env} was lifted meanwhile")
+            release = self.store.find_release(env, service, tag)
+            self.decisions.record(
+                DecisionKind.QUARANTINE,
+                f"quarantine of {tag} in {env} lifted by {actor}: {reason}",
+                DecisionResult.LIFTED,
+                env=env,
+                service=service,
+                actor=actor,
+                from_release=release,
+                evidence={"quarantine": found.id, "incident_id": found.incident_id},
+            )
+        lifted = self.store.quarantines(env)
+        return next(q for q in lifted if q.id == found.id)

@@ -109,6 +109,17 @@ class DecisionKind(enum.StrEnum):
     RESUME = "resume"
     WATCH_EXTENDED = "watch_extended"
     ACKNOWLEDGED = "acknowledged"
+    # quarantine, incidents reported from outside, notices
+    QUARANTINED = "quarantined"
+    REDEPLOYED = "redeployed"  # a quarantined release was deployed again
+    LIFTED = "lifted"
+    IGNORED = "ignored"  # an outside report that does not lead to a rollback (and why)
+    SENT = "sent"
+    OPENED = "opened"
+    QUARANTINE = "quarantine"  # a rolled-back release deployed again, or its quarantine lifted
+    INCIDENT_REPORTED = "incident_reported"  # an oncall incident (PagerDuty) named a recent deploy
+    NOTICE = "notice"  # a notice was delivered to a notifier, or given up
+    POSTMORTEM = "postmortem"  # the follow-up issue was opened
 
 
 class DecisionResult(enum.StrEnum):
@@ -146,3 +157,10 @@ class DecisionResult(enum.StrEnum):
     RESUMED = "resumed"
     EXPIRED = "expired"
     ACKNOWLEDGED = "acknowledged"
+    # quarantine, incidents reported from outside, notices
+    QUARANTINED = "quarantined"
+    REDEPLOYED = "redeployed"  # a quarantined release was deployed again
+    LIFTED = "lifted"
+    IGNORED = "ignored"  # an outside report that does not lead to a rollback (and why)
+    SENT = "sent"
+    OPENED = "opened"

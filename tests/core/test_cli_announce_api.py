@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests.fixtures.deploy_api import SERVICE, TOKENS, DeployApi, deploy_api
 from watchdog.cli import main
@@ -23,7 +24,8 @@ BUILD_URL = "https://github.com/acme/stamps/actions/runs/9100000042"
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[DeployApi]:
-    with deploy_api(tmp_path) as live:
+    # the daemon's own log lines (its audit of a refused token, say) are not the CLI's output
+    with structlog.testing.capture_logs(), deploy_api(tmp_path) as live:
         yield live
 
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
+import httpx
 import structlog
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -21,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watchdog import __version__
 from watchdog.api.auth import Principal, Tokens
+from watchdog.api.hooks import add_hook_routes, audit, audit_log
 from watchdog.api.models import (
     ApiError,
     DecisionOut,
@@ -31,11 +33,13 @@ from watchdog.api.models import (
     Health,
     IncidentDetail,
     IncidentOut,
+    LiftIn,
     OverrideIn,
     Page,
     PauseIn,
     PauseOut,
     PinOut,
+    QuarantineOut,
     Ready,
     ReleaseOut,
     ResumeIn,
@@ -63,7 +67,7 @@ from watchdog.metrics import SelfMetrics
 from watchdog.observability import redact
 from watchdog.overrides import OverrideRefused, Overrides
 from watchdog.phases import DecisionKind, IncidentPhase, WatchPhase
-from watchdog.store import DecisionEntry, Incident, Pause, Release, ReleaseRef, Store, Watch
+from watchdog.store import DecisionEntry, Incident, Pause, Quarantine, Release, ReleaseRef, Store, Watch
 
 log = structlog.get_logger("watchdog.api")
 
@@ -86,8 +90,29 @@ class Writer(Protocol):
     ) -> int: ...
 
     def request_rollback(
-        self, env: str, service: str, *, reason: str, actor: str, to_tag: str | None = None
+        self,
+        env: str,
+        service: str,
+        *,
+        reason: str,
+        actor: str,
+        to_tag: str | None = None,
+        trigger: str = ...,
+        reference: str | None = None,
     ) -> int: ...
+
+    def incident_reported(
+        self,
+        env: str,
+        service: str,
+        *,
+        source: str,
+        title: str,
+        url: str | None,
+        occurred_at: float,
+        reference: str,
+        window_s: float,
+    ) -> int | None: ...
 
 
 @dataclass
@@ -103,6 +128,8 @@ class ApiContext:
     overrides: Overrides | None = None
     role: Callable[[], tuple[str, str | None]] = lambda: ("leader", None)
     liveness: Callable[[], str | None] = lambda: None
+    #: For calls the API makes itself (Slack's response_url); None: it makes none.
+    http: httpx.Client | None = None
 
 
 # ---------------------------------------------------------------------------- the body limit
@@ -121,7 +148,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         body, more = b"", True
         while more:
@@ -131,7 +158,7 @@ class BodyLimit:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.limit:
-                await self._refuse(send)
+                await self._refuse(scope, send)
                 return
         replayed = False
 
@@ -144,7 +171,15 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        audit_log.warning(
+            "request refused",
+            method=scope.get("method"),
+            path=scope.get("path"),
+            status=413,
+            reason=f"a body larger than {self.limit} bytes",
+            client=(scope.get("client") or (None,))[0],
+        )
         error = ApiError(error=f"the request body is larger than {self.limit} bytes", field="body")
         response = JSONResponse(error.model_dump(), status_code=413)
         await response({"type": "http"}, _nothing, send)
@@ -175,11 +210,13 @@ def create_api(ctx: ApiContext) -> FastAPI:
     )
 
     def principal(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         raw = f"{credentials.scheme} {credentials.credentials}" if credentials else None
         who = tokens.identify(raw)
         if who is None:
+            audit(request, 401, "no bearer token" if raw is None else "a token that is not valid")
             raise HTTPException(
                 401,
                 "a valid bearer token is needed (Authorization: Bearer …)"
@@ -189,10 +226,11 @@ def create_api(ctx: ApiContext) -> FastAPI:
             )
         return who
 
-    def role(*allowed: ApiRole) -> Callable[[Principal], Principal]:
-        def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    def role(*allowed: ApiRole) -> Callable[[Request, Principal], Principal]:
+        def check(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
             if who.role not in allowed:
                 names = " or ".join(r.value for r in allowed)
+                audit(request, 403, f"{who.name} ({who.role.value}) needs {names}", token=who.name)
                 raise HTTPException(403, f"{who.name} is a {who.role.value}; this needs the role {names}")
             return who
 
@@ -463,7 +501,13 @@ def create_api(ctx: ApiContext) -> FastAPI:
     def rollback(who: Operator, body: RollbackIn) -> RollbackOut:
         """Force a rollback now: the same pipeline as an automatic one, logged with the token's holder."""
         incident = ctx.writer.request_rollback(
-            body.env, body.service, reason=body.reason, actor=who.actor, to_tag=body.to_tag
+            body.env,
+            body.service,
+            reason=body.reason,
+            actor=who.actor,
+            to_tag=body.to_tag,
+            trigger=body.trigger,
+            reference=body.reference,
         )
         return RollbackOut(incident=incident)
 
@@ -560,6 +604,25 @@ def create_api(ctx: ApiContext) -> FastAPI:
             body.env, body.service, by_s=body.by_s, actor=who.actor, reason=body.reason
         )
 
+    @api.get("/v1/quarantines", response_model=list[QuarantineOut], tags=["read"])
+    def quarantines(who: Reader, env: str | None = None, in_force: bool = False) -> list[Quarantine]:
+        """Releases quarantined after a rollback, newest first (``in_force``: not lifted)."""
+        return store.quarantines(env, in_force=in_force)
+
+    @api.post(
+        "/v1/quarantines/lift",
+        response_model=QuarantineOut,
+        tags=["overrides"],
+        responses={409: {"model": ApiError}},
+    )
+    def lift(who: Operator, body: LiftIn) -> Quarantine:
+        """Lift a release's quarantine (with a reason, logged): a later deploy of it is watched
+        like any other instead of rolled back at once."""
+        return _needs_overrides().lift_quarantine(
+            body.env, body.service, body.tag, actor=who.actor, reason=body.reason
+        )
+
+    add_hook_routes(api, cfg, store, ctx.clock, _needs_overrides, ctx.writer, ctx.http)
     api.add_middleware(BodyLimit, limit=cfg.api.max_body_bytes)
     return api
 

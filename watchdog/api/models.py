@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from watchdog.phases import (
     DecisionKind,
@@ -203,6 +203,22 @@ class RollbackIn(BaseModel):
     service: str
     reason: str = Field(min_length=1, max_length=2000)
     to_tag: str | None = Field(default=None, description="The target; the pinned stable release when absent.")
+    trigger: Literal["manual", "incident", "security"] = Field(
+        default="manual", description="Why a human forces it: by hand, an incident, a security finding."
+    )
+    reference: str | None = Field(
+        default=None,
+        max_length=500,
+        description="What it refers to (an incident link, an advisory id); needed for incident, security.",
+    )
+
+    @model_validator(mode="after")
+    def _referenced(self) -> RollbackIn:
+        if self.trigger != "manual" and not self.reference:
+            raise ValueError(
+                f"a {self.trigger} rollback needs a reference (an incident link, an advisory id)"
+            )
+        return self
 
 
 class RollbackOut(BaseModel):
@@ -241,6 +257,30 @@ class PauseOut(Out):
     until: float
     ended_at: float | None
     ended_by: str | None
+
+
+class QuarantineOut(Out):
+    """A release rolled back in an environment: a later deploy of it is rolled back at once."""
+
+    id: int
+    env: str
+    service: str
+    tag: str
+    sha: str | None
+    incident_id: int | None
+    reason: str
+    created_at: float
+    lifted_at: float | None
+    lifted_by: str | None
+    lift_reason: str | None
+
+
+class LiftIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    env: str
+    service: str
+    tag: str = Field(min_length=1, max_length=256)
+    reason: str = Field(min_length=1, max_length=2000)
 
 
 class WatchOverrideIn(BaseModel):

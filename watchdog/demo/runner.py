@@ -12,14 +12,15 @@ the dispatched tag, so the rollback is a real one.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import httpx
 import numpy as np
@@ -33,6 +34,9 @@ from watchdog.config import load_config
 from watchdog.emulator.github import GitHubEmulator, RunContext
 from watchdog.emulator.pagerduty import ROUTING_KEY as DEMO_ROUTING_KEY
 from watchdog.emulator.pagerduty import PagerDutyEmulator
+from watchdog.emulator.slack import BOT_TOKEN as SLACK_BOT_TOKEN
+from watchdog.emulator.slack import DEPLOYS_CHANNEL, Message, SlackEmulator
+from watchdog.emulator.slack import SIGNING_SECRET as SLACK_SIGNING_SECRET
 from watchdog.errors import InputError
 from watchdog.evaluate import SignalResult
 from watchdog.observability import configure_logging
@@ -156,6 +160,7 @@ class _Demo:
             step_delay=0.3,
         ).start()
         pagerduty = PagerDutyEmulator(routing_keys=(DEMO_ROUTING_KEY,)).start()
+        slack = SlackEmulator(clock=self.clock).start()
         traffic = TrafficGenerator(
             [Target(baseline.url, 0.75, "baseline"), Target(canary.url, 0.25, "canary")],
             40.0,
@@ -183,6 +188,9 @@ class _Demo:
                     "DEMO_STORE_URL": f"sqlite:///{self.workdir / 'demo-watchdog.db'}",
                     "DEMO_API_LISTEN": "127.0.0.1:0",
                     "DEMO_API_TOKEN": DEMO_API_TOKEN,
+                    "DEMO_SLACK_URL": slack.api_url,
+                    "DEMO_SLACK_TOKEN": SLACK_BOT_TOKEN,
+                    "DEMO_SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
                 }
             )
             cfg = load_config(self.config_path, env=env)
@@ -197,6 +205,8 @@ class _Demo:
                 ApiContext(cfg, app.store, self.clock, app.engine, overrides=Overrides(app.engine))
             )
             api.start()
+            links = cfg.notifications.model_copy(update={"public_url": api.url})
+            app.outbox.cfg = cfg.model_copy(update={"notifications": links})  # messages link the API
             assert isinstance(app.source, ScrapeSource) and cfg.source.scrape is not None
             interval = cfg.source.scrape.interval_s
             source = app.source
@@ -228,7 +238,10 @@ class _Demo:
                 actor="demo-operator",
             )
             outcome = self._loop(app, cfg.tick_s, api.url)
-            told = self._told(emulator, pagerduty)
+            for _ in range(3):  # what the last ticks decided is told before the summary
+                if not app.outbox.deliver_due():
+                    break
+            told = self._told(emulator, pagerduty) + self._slack(slack)
         finally:
             if api is not None:
                 api.stop()
@@ -238,6 +251,7 @@ class _Demo:
                 scraper.join(timeout=5)
             emulator.stop()
             pagerduty.stop()
+            slack.stop()
             canary.stop()
             baseline.stop()
         return self._summary(app, outcome, deploys, told)
@@ -255,6 +269,29 @@ class _Demo:
             lines.append(f"incident ticket #{body.get('number')}: {body.get('title')}")
         return lines
 
+    def _slack(self, slack: SlackEmulator) -> list[str]:
+        """The Slack message the watchdog posted (and kept up to date), as the channel shows it;
+        its Block Kit JSON goes to a file in the work directory."""
+        every = slack.messages(DEPLOYS_CHANNEL)
+        messages = [m for m in every if _subject(m).startswith("incident-")] or every[-1:]
+        if not messages:
+            return ["Slack: nothing posted"]
+        path = self.workdir / "slack-messages.json"
+        path.write_text(
+            json.dumps([{"ts": m.ts, "text": m.text, "blocks": m.blocks} for m in messages], indent=2)
+        )
+        lines = []
+        for m in messages:
+            edits = f", updated {len(m.edits)}×" if m.edits else ""
+            replies = len(slack.replies(m.ts, DEPLOYS_CHANNEL))
+            thread = f"{replies} thread repl{'y' if replies == 1 else 'ies'}"
+            lines.append(f"Slack #deploys message {m.ts}{edits}, {thread}:")
+            lines.extend(f"    {line}" for line in slack_text(m.blocks))
+        others = len(every) - len(messages)
+        more = f"; {others} more message(s) about the watches" if others else ""
+        lines.append(f"(the Block Kit JSON of every message: {path}{more})")
+        return lines
+
     def _deploy(self, deployer: DeployWorkflow, tag: str) -> RunInfo:
         """What CI does: dispatch the deploy workflow at the tag and wait for it to finish."""
         run = deployer.dispatch(tag, {"environment": ENV, "tag": tag, "correlation_id": f"deploy-{tag}"})
@@ -269,6 +306,7 @@ class _Demo:
         watching_on_until: float | None = None
         while time.time() < deadline:
             app.engine.tick()
+            app.outbox.deliver_due()  # the daemon's notice job, here after each tick
             store = app.store
             incidents = [
                 store.incident(e.incident_id)
@@ -318,7 +356,14 @@ class _Demo:
         if app is None:
             return 1
         entries = app.store.decisions()
-        print("\nDecision log (rollback-watchdog log):\n" + format_log_table(entries) + "\n", file=self.out)
+        deliveries = [e for e in entries if e.kind == DecisionKind.NOTICE]
+        shown = [e for e in entries if e.kind != DecisionKind.NOTICE]
+        print(
+            "\nDecision log (rollback-watchdog log; the deliveries of notices left out):\n"
+            + format_log_table(shown)
+            + f"\n({len(deliveries)} notice deliveries recorded: rollback-watchdog log --kind notice)\n",
+            file=self.out,
+        )
         pin = app.store.current_pin(ENV, SERVICE)
 
         def first(kind: DecisionKind) -> DecisionEntry | None:
@@ -359,6 +404,32 @@ class _Demo:
         for line in lines:
             say(line)
         return 0 if ok else 1
+
+
+def _subject(message: Message) -> str:
+    payload = (message.metadata or {}).get("event_payload") or {}
+    return str(payload.get("subject", ""))
+
+
+def slack_text(blocks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A Block Kit message as plain lines, roughly as Slack shows it (for the terminal)."""
+    lines: list[str] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind in ("header", "section"):
+            text = block.get("text") or {}
+            if text.get("text"):
+                lines.extend(str(text["text"]).splitlines())
+            for f in block.get("fields") or []:
+                lines.append("  " + str(f.get("text", "")).replace("\n", " "))
+        elif kind == "context":
+            lines.extend(str(e.get("text", "")) for e in block.get("elements") or [] if e.get("text"))
+        elif kind == "actions":
+            labels = [str((e.get("text") or {}).get("text", "?")) for e in block.get("elements") or []]
+            lines.append("[ " + " ] [ ".join(labels) + " ]")
+        elif kind == "divider":
+            lines.append("-" * 40)
+    return lines
 
 
 def _scrape_loop(source: ScrapeSource, interval_s: float, stop: threading.Event) -> None:

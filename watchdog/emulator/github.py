@@ -48,6 +48,7 @@ from watchdog.emulator.base import Answer, EmulatorHandler, HttpEmulator, HttpRe
 from watchdog.emulator.base import Exchange as Exchange
 from watchdog.emulator.base import ExchangeListener as ExchangeListener
 from watchdog.emulator.base import Fault as Fault
+from watchdog.emulator.github_apps import AppRegistry, JwtRefused, app_slug, bot_login
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +276,8 @@ class _Request:
     query: dict[str, list[str]]
     body: Any
     login: str
+    #: The app whose JWT authenticated the request (the ``/app`` operations), else None.
+    app_id: int | None = None
 
     def arg(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -628,7 +631,17 @@ class GitHubEmulator(HttpEmulator[_Reply]):
     ``url`` is the base URL to hand PyGithub (``Github(base_url=emu.url, auth=Auth.Token(token))``).
     ``run_details=False`` answers every dispatch with 204 and no run, as GitHub did before
     ``return_run_details`` (and a GitHub Enterprise Server may still): the client must find its run.
+    ``apps`` (app id → public key PEM) and ``installations`` (installation id → (app id,
+    ``owner/repo``)) add GitHub Apps: the ``/app`` operations take their JWTs (checked on the
+    emulator's clock, within ``jwt_leeway_s``), and the installation tokens they mint are accepted
+    like personal tokens, as the app's bot (:func:`~watchdog.emulator.github_apps.bot_login`),
+    until they expire an hour later.
     """
+
+    #: The operations that take a GitHub App's JWT, and nothing else.
+    jwt_operations = frozenset(
+        {"apps/get-authenticated", "apps/create-installation-access-token", "apps/get-repo-installation"}
+    )
 
     service = "GitHub"
     handler = _Handler
@@ -661,6 +674,9 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         clock: Clock | None = None,
         run_details: bool = True,
         hook_grace: float = 2.0,
+        apps: Mapping[int, str] | None = None,
+        installations: Mapping[int, tuple[int, str]] | None = None,
+        jwt_leeway_s: float = 30.0,
     ) -> None:
         if now is not None and clock is not None:
             raise ValueError("pass the clock or its now, not both")
@@ -690,6 +706,9 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         self._users: dict[str, _User] = {}
         self._user(owner, kind="Organization")
         self._user(login)
+        self._apps = AppRegistry(apps or {}, installations or {}, leeway_s=jwt_leeway_s)
+        for app_id in self._apps.app_ids:
+            self._user(bot_login(app_id), kind="Bot")
         created = self._now()
         self._repo_created = created - 86_400 * 400
         self._settings: dict[str, Any] = {
@@ -881,6 +900,11 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         """Every logged exchange, oldest first (filter with :meth:`requests`)."""
         return self.requests()
 
+    def installation_tokens(self) -> list[str]:
+        """Every installation token minted, oldest first (expired ones too)."""
+        with self._lock:
+            return [m.token for m in self._apps.minted()]
+
     # ----------------------------------------------------------------------- rate limit
 
     @property
@@ -977,11 +1001,20 @@ class GitHubEmulator(HttpEmulator[_Reply]):
     def _serve(self, http: HttpRequest) -> tuple[str | None, _Reply]:
         self._catch_up()
         method, path, headers = http.method, http.path, http.headers
-        login = self._authenticate(headers.get("authorization", ""))
+        route, params = self._match(method, path)
+        app_id: int | None = None
+        if route is not None and route.operation in self.jwt_operations:
+            try:
+                with self._lock:
+                    app_id = self._apps.verify(headers.get("authorization", ""), self._now())
+            except JwtRefused as exc:
+                return None, self._error_reply(_HttpError(401, str(exc)))
+            login: str | None = bot_login(app_id)
+        else:
+            login = self._authenticate(headers.get("authorization", ""))
         if login is None:
             message = "Bad credentials" if headers.get("authorization") else "Requires authentication"
             return None, self._error_reply(_HttpError(401, message))
-        route, params = self._match(method, path)
         counted = route is None or route.operation != "rate-limit/get"
         # a conditional GET counts only once it is known not to be answered 304
         conditional = method == "GET" and "if-none-match" in headers
@@ -991,7 +1024,7 @@ class GitHubEmulator(HttpEmulator[_Reply]):
                 return None, self._error_reply(
                     _HttpError(403, f"API rate limit exceeded for user ID {uid}.", doc=RATE_LIMIT_DOCS_URL)
                 )
-        operation, reply = self._answer(http, login, route, params)
+        operation, reply = self._answer(http, login, route, params, app_id)
         if method == "GET" and reply.status == 200:
             reply = _with_etag(reply, headers.get("if-none-match"))
         if counted and conditional and reply.status != 304:
@@ -1000,7 +1033,12 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         return operation, reply
 
     def _answer(
-        self, http: HttpRequest, login: str, route: _Route | None, params: dict[str, str]
+        self,
+        http: HttpRequest,
+        login: str,
+        route: _Route | None,
+        params: dict[str, str],
+        app_id: int | None = None,
     ) -> tuple[str | None, _Reply]:
         method, path = http.method, http.path
         if route is None:
@@ -1009,7 +1047,7 @@ class GitHubEmulator(HttpEmulator[_Reply]):
             parsed: Any = json.loads(http.body) if http.body.strip() else None
         except ValueError:
             return route.operation, self._error_reply(_HttpError(400, "Problems parsing JSON"))
-        request = _Request(method, path, params, http.query, parsed, login)
+        request = _Request(method, path, params, http.query, parsed, login, app_id)
         with self._changed:
             try:
                 if "owner" in params and (
@@ -1037,7 +1075,9 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         scheme, _, credential = authorization.strip().partition(" ")
         if scheme.lower() not in ("bearer", "token"):
             return None
-        return self._tokens.get(credential.strip())
+        with self._lock:
+            installation_login = self._apps.login_for(credential.strip(), self._now())
+        return self._tokens.get(credential.strip()) or installation_login
 
     def _tokens_login(self) -> str:
         return next(iter(self._tokens.values()))
@@ -1090,6 +1130,14 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         run = repo + r"/actions/runs/(?P<run_id>\d+)"
         table: list[tuple[str, str, str, Callable[[_Request], _Reply]]] = [
             ("GET", r"/rate_limit", "rate-limit/get", self._op_rate_limit),
+            ("GET", r"/app", "apps/get-authenticated", self._op_get_app),
+            (
+                "POST",
+                r"/app/installations/(?P<installation_id>\d+)/access_tokens",
+                "apps/create-installation-access-token",
+                self._op_create_installation_token,
+            ),
+            ("GET", repo + "/installation", "apps/get-repo-installation", self._op_get_repo_installation),
             ("GET", repo, "repos/get", self._op_get_repo),
             ("PATCH", repo, "repos/update", self._op_update_repo),
             (
@@ -2644,6 +2692,86 @@ class GitHubEmulator(HttpEmulator[_Reply]):
         issue.updated_at = now
         return _Reply(
             201, self._comment_json(comment), {"location": f"{self._api_repo}/issues/comments/{comment.id}"}
+        )
+
+    # ----------------------------------------------------------------------- GitHub Apps (JWT)
+
+    def _op_get_app(self, request: _Request) -> _Reply:
+        assert request.app_id is not None  # a JWT operation: _serve verified it
+        app_id, slug = request.app_id, app_slug(request.app_id)
+        return _Reply(
+            200,
+            {
+                "id": app_id,
+                "slug": slug,
+                "node_id": _node_id("A", app_id),
+                "client_id": f"Iv23li{app_id:014d}",
+                "owner": self._user_json(self._owner),
+                "name": slug,
+                "description": "The rollback watchdog (emulated)",
+                "external_url": f"{self._html_base}/{self._owner}",
+                "html_url": f"{self._html_base}/apps/{slug}",
+                "created_at": _iso(self._repo_created),
+                "updated_at": _iso(self._repo_created),
+                "permissions": dict(self._apps.permissions),
+                "events": [],
+                "installations_count": sum(
+                    1 for i in self._apps.installations.values() if i.app_id == app_id
+                ),
+            },
+        )
+
+    def _installation_json(self, installation_id: int) -> dict[str, Any]:
+        installation = self._apps.installations[installation_id]
+        owner = self._user(self._owner)
+        return {
+            "id": installation.id,
+            "account": self._user_json(self._owner),
+            "repository_selection": "selected",
+            "access_tokens_url": f"{self._api}/app/installations/{installation.id}/access_tokens",
+            "repositories_url": f"{self._api}/installation/repositories",
+            "html_url": f"{self._html_base}/organizations/{self._owner}/settings/installations/"
+            f"{installation.id}",
+            "app_id": installation.app_id,
+            "app_slug": app_slug(installation.app_id),
+            "target_id": owner.id,
+            "target_type": owner.type,
+            "permissions": dict(self._apps.permissions),
+            "events": [],
+            "created_at": _iso(self._repo_created),
+            "updated_at": _iso(self._repo_created),
+            "single_file_name": None,
+            "suspended_by": None,
+            "suspended_at": None,
+        }
+
+    def _op_get_repo_installation(self, request: _Request) -> _Reply:
+        assert request.app_id is not None
+        installation = self._apps.installation_of(request.app_id, self.full_name)
+        if installation is None:
+            raise _HttpError(404, "Not Found")
+        return _Reply(200, self._installation_json(installation.id))
+
+    def _op_create_installation_token(self, request: _Request) -> _Reply:
+        installation = self._apps.installations.get(int(request.params["installation_id"]))
+        if installation is None or installation.app_id != request.app_id:
+            raise _HttpError(404, "Not Found")
+        asked = _body_object(request.body).get("permissions") or {}
+        granted = self._apps.permissions
+        levels = {"read": 1, "write": 2, "admin": 3}
+        if not isinstance(asked, dict) or any(
+            levels.get(str(level), 9) > levels.get(granted.get(name, ""), 0) for name, level in asked.items()
+        ):
+            raise _HttpError(422, "The permissions requested are not granted to this installation.")
+        minted = self._apps.mint(installation, self._now())
+        return _Reply(
+            201,
+            {
+                "token": minted.token,
+                "expires_at": _iso(minted.expires_at),
+                "permissions": dict(asked) or dict(granted),
+                "repository_selection": "selected",
+            },
         )
 
     # ----------------------------------------------------------------------- rate limit endpoint

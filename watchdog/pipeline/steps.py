@@ -20,7 +20,15 @@ from actions.workflow_check import run_name_line
 from watchdog.config import ApprovalMode
 from watchdog.errors import ActionFailed, StepFailed
 from watchdog.manifest import manifest_from_json, parse_manifest
-from watchdog.phases import Actor, DecisionKind, DecisionResult, IncidentPhase, WatchKind, WatchPhase
+from watchdog.phases import (
+    Actor,
+    DecisionKind,
+    DecisionResult,
+    IncidentPhase,
+    StepPhase,
+    WatchKind,
+    WatchPhase,
+)
 from watchdog.pipeline import notices
 from watchdog.pipeline.core import (
     Done,
@@ -664,6 +672,26 @@ def post_rollback_watch(ctx: StepContext[WatchState]) -> Outcome:
     return Done({"watch_id": watch.id, "summary": watch.summary})
 
 
+def quarantine(ctx: StepContext[Any]) -> None:
+    """The release we rolled back from is quarantined in this environment (once, logged): its next
+    deploy there is reported at once and rolled back without new evidence where the policy allows."""
+    incident, (bad, _) = ctx.incident, ctx.releases()
+    with ctx.transition():
+        if ctx.store.quarantined(incident.env, incident.service, bad.tag) is not None:
+            return
+        row = ctx.store.quarantine(
+            incident.env, incident.service, bad.tag, bad.sha, incident.id, incident.reason[:500], ctx.now()
+        )
+        ctx.log(
+            DecisionKind.QUARANTINE,
+            f"{bad.tag} quarantined in {incident.env}: a later deploy of it is reported at once and rolled "
+            "back without new evidence, unless an operator lifts the quarantine with a reason",
+            DecisionResult.QUARANTINED,
+            {"quarantine": row.id},
+            to_release=None,
+        )
+
+
 def resolve(ctx: StepContext[ResolveState]) -> Outcome:
     """Runbook step 6: resolve the page, update (and close) the ticket, pin the target and write the
     closing entry, which commits with the step: a crash leaves the incident open or fully resolved."""
@@ -686,6 +714,7 @@ def resolve(ctx: StepContext[ResolveState]) -> Outcome:
     sent = send_notices(ctx, calls) if calls else {}
     if isinstance(sent, Retry):
         return sent
+    quarantine(ctx)
     now = ctx.now()
     pinned = ctx.store.current_pin(incident.env, incident.service)
     if to_release is not None and (pinned is None or pinned.id != to_release.id):
@@ -728,6 +757,8 @@ def escalation_notice(ctx: StepContext[EscalationState]) -> Outcome:
     sent = send_notices(ctx, calls)
     if isinstance(sent, Retry):
         return sent
+    if ctx.store.step(incident.id, FOLLOW_RUN.name).phase == StepPhase.SUCCESSFUL:
+        quarantine(ctx)  # the rollback run did roll it back, whatever failed after
     what = ", ".join(k for k in calls if k in sent) or "nothing configured to send"
     return Done(
         sent,

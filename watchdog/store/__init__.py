@@ -46,13 +46,20 @@ from watchdog.store.models import (
     DeployEvent,
     Incident,
     Lease,
+    NoticeRow,
+    NoticeThread,
     Pause,
     Pin,
+    Quarantine,
     Release,
+    SeenRequest,
     Step,
     VerdictRow,
     Watch,
 )
+
+#: A notice's phases (``NoticeRow.phase``).
+NOTICE_PENDING, NOTICE_SENDING, NOTICE_SENT, NOTICE_FAILED = "pending", "sending", "sent", "failed"
 
 #: The index that holds one open incident per environment and service (migration 0003).
 OPEN_INCIDENT_INDEX = "uq_open_incident"
@@ -63,8 +70,10 @@ __all__ = [
     "DeployEvent",
     "Incident",
     "Keep",
+    "NoticeRow",
     "Pause",
     "Pin",
+    "Quarantine",
     "Release",
     "ReleaseRef",
     "Step",
@@ -74,7 +83,7 @@ __all__ = [
     "display_url",
 ]
 
-_Row = TypeVar("_Row", Release, Watch, Incident, Step)
+_Row = TypeVar("_Row", Release, Watch, Incident, Step, NoticeRow)
 _Listed = TypeVar("_Listed", Release, Watch, Incident, DecisionEntry)
 #: The column a listing's ``since`` compares with.
 _WHEN: dict[type[Any], str] = {
@@ -938,3 +947,189 @@ class Store:
             if limit is not None:
                 q = q.limit(limit)
             return list(reversed(list(s.scalars(q))))
+
+    # ------------------------------------------------------------------ notices (the outbox)
+
+    def add_notice(self, **values: Any) -> bool:
+        """Queue one notice for one notifier, once: a second with the same (notifier, key) is not
+        added (``INSERT … ON CONFLICT DO NOTHING``). True when it was added."""
+        if has_secrets():  # a Core insert passes no ORM flush: scrub here
+            values = {k: redact(v) if isinstance(v, str | dict | list) else v for k, v in values.items()}
+        with self.session() as s:
+            insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+            done = s.execute(
+                insert(NoticeRow)
+                .values(phase=NOTICE_PENDING, attempts=0, **values)
+                .on_conflict_do_nothing(index_elements=["notifier", "key"])
+            )
+            return bool(getattr(done, "rowcount", 0) == 1)
+
+    def notifiers_of_subject(self, subject: str) -> set[str]:
+        """The notifiers that were told about ``subject``: they hear the rest of its thread."""
+        with self.session() as s:
+            q = sa.select(NoticeRow.notifier).where(NoticeRow.subject == subject).distinct()
+            return set(s.scalars(q))
+
+    def due_notices(self, now: float, limit: int = 100) -> list[NoticeRow]:
+        """The notices to deliver now: of each (notifier, subject), only its oldest undelivered
+        one — a thread is told in order — and only if its attempt is due."""
+        with self.session() as s:
+            q = (
+                sa.select(NoticeRow)
+                .where(NoticeRow.phase.in_((NOTICE_PENDING, NOTICE_SENDING)))
+                .order_by(NoticeRow.id)
+                .limit(limit * 10)
+            )
+            first: dict[tuple[str, str], NoticeRow] = {}
+            for row in s.scalars(q):
+                first.setdefault((row.notifier, row.subject), row)
+            due = [r for r in first.values() if r.next_attempt_at <= now]
+            return sorted(due, key=lambda r: r.id)[:limit]
+
+    def claim_notice(self, notice_id: int, expect: tuple[str, int], now: float) -> NoticeRow | None:
+        """Mark an attempt as begun (``sending``, ``attempted_at``), a compare-and-set on the
+        (phase, attempts) read; None when another process moved it first."""
+        with self.session() as s:
+            q = (
+                sa.select(NoticeRow)
+                .where(NoticeRow.id == notice_id)
+                .execution_options(populate_existing=True)
+            )
+            row = _locked(s, NoticeRow, notice_id, q)
+            if row is None or (row.phase, row.attempts) != expect:
+                return None
+            row.phase, row.attempted_at = NOTICE_SENDING, now
+            s.flush()
+            return row
+
+    def finish_notice(
+        self,
+        notice_id: int,
+        phase: str,
+        now: float,
+        *,
+        attempts: int | None = None,
+        next_attempt_at: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record an attempt's end: ``sent``, ``failed``, or ``pending`` again (with a backoff)."""
+        with self.session() as s:
+            row = s.get(NoticeRow, notice_id)
+            if row is None:
+                raise StoreError(f"no notices row with id {notice_id}")
+            row.phase = phase
+            if phase == NOTICE_SENT:
+                row.sent_at = now
+            if attempts is not None:
+                row.attempts = attempts
+            if next_attempt_at is not None:
+                row.next_attempt_at = next_attempt_at
+            if error is not None:
+                row.last_error = redact(error)[:2000]
+
+    def thread_memo(self, notifier: str, subject: str) -> dict[str, Any]:
+        with self.session() as s:
+            row = s.get(NoticeThread, (notifier, subject))
+            return dict(row.memo) if row is not None else {}
+
+    def set_thread_memo(self, notifier: str, subject: str, memo: dict[str, Any], now: float) -> None:
+        with self.session() as s:
+            row = s.get(NoticeThread, (notifier, subject))
+            if row is None:
+                s.add(NoticeThread(notifier=notifier, subject=subject, memo=memo, updated_at=now))
+            else:
+                row.memo, row.updated_at = memo, now
+
+    def notices(
+        self, *, incident_id: int | None = None, subject: str | None = None, notifier: str | None = None
+    ) -> list[NoticeRow]:
+        with self.session() as s:
+            q = sa.select(NoticeRow)
+            if incident_id is not None:
+                q = q.where(NoticeRow.incident_id == incident_id)
+            if subject is not None:
+                q = q.where(NoticeRow.subject == subject)
+            if notifier is not None:
+                q = q.where(NoticeRow.notifier == notifier)
+            return list(s.scalars(q.order_by(NoticeRow.id).limit(1000)))
+
+    # ------------------------------------------------------------------ signed requests seen
+
+    def remember_request(self, digest: str, source: str, now: float, ttl_s: float) -> bool:
+        """Take a signed request once: False when the same one was taken inside its window (a
+        replay), on this replica or another. Expired entries are dropped on the way."""
+        with self.session() as s:
+            s.info["unfenced"] = True  # a standby's API takes button presses too
+            s.execute(sa.delete(SeenRequest).where(SeenRequest.expires_at < now))
+            insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+            done = s.execute(
+                insert(SeenRequest)
+                .values(digest=digest, source=source, seen_at=now, expires_at=now + ttl_s)
+                .on_conflict_do_nothing(index_elements=["digest"])
+            )
+            return bool(getattr(done, "rowcount", 0) == 1)
+
+    # ------------------------------------------------------------------ quarantine
+
+    def quarantine(
+        self,
+        env: str,
+        service: str,
+        tag: str,
+        sha: str | None,
+        incident_id: int | None,
+        reason: str,
+        now: float,
+    ) -> Quarantine:
+        """Quarantine a release in an environment (once: the one in force is returned)."""
+        with self.session() as s:
+            found = self._in_quarantine(s, env, service, tag)
+            if found is not None:
+                return found
+            row = Quarantine(
+                env=env,
+                service=service,
+                tag=tag,
+                sha=sha,
+                incident_id=incident_id,
+                reason=reason,
+                created_at=now,
+            )
+            s.add(row)
+            s.flush()
+            return row
+
+    @staticmethod
+    def _in_quarantine(s: Session, env: str, service: str, tag: str) -> Quarantine | None:
+        q = sa.select(Quarantine).where(
+            Quarantine.env == env,
+            Quarantine.service == service,
+            Quarantine.tag == tag,
+            Quarantine.lifted_at.is_(None),
+        )
+        found: Quarantine | None = s.scalar(q.order_by(Quarantine.id.desc()).limit(1))
+        return found
+
+    def quarantined(self, env: str, service: str, tag: str) -> Quarantine | None:
+        """The quarantine in force for this release in this environment, if any."""
+        with self.session() as s:
+            return self._in_quarantine(s, env, service, tag)
+
+    def lift_quarantine(self, quarantine_id: int, actor: str, reason: str, now: float) -> bool:
+        """End a quarantine (False when it was already lifted)."""
+        with self.session() as s:
+            done = s.execute(
+                sa.update(Quarantine)
+                .where(Quarantine.id == quarantine_id, Quarantine.lifted_at.is_(None))
+                .values(lifted_at=now, lifted_by=actor, lift_reason=redact(reason))
+            )
+            return bool(getattr(done, "rowcount", 0) == 1)
+
+    def quarantines(self, env: str | None = None, *, in_force: bool = False) -> list[Quarantine]:
+        with self.session() as s:
+            q = sa.select(Quarantine)
+            if env is not None:
+                q = q.where(Quarantine.env == env)
+            if in_force:
+                q = q.where(Quarantine.lifted_at.is_(None))
+            return list(s.scalars(q.order_by(Quarantine.id.desc()).limit(500)))

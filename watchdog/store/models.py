@@ -265,3 +265,83 @@ class Pause(Base):
     until: Mapped[float] = mapped_column(Float)
     ended_at: Mapped[float | None] = mapped_column(Float)
     ended_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class NoticeRow(Base):
+    """One notice for one notifier: a transactional outbox. It is written in the transaction of
+    the decision-log entry it tells (so no decision goes untold and none is told that did not
+    commit), delivered after the commit, retried with backoff, and its end recorded.
+
+    ``phase``: ``pending`` (due at ``next_attempt_at``), ``sending`` (an attempt began at
+    ``attempted_at``: after a crash, the notifier is asked whether it arrived before it is sent
+    again), ``sent``, ``failed`` (given up after the attempts or a final refusal)."""
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        UniqueConstraint("notifier", "key", name="uq_notice_key"),
+        Index("ix_notices_due", "phase", "next_attempt_at"),
+        Index("ix_notices_subject", "notifier", "subject", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notifier: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(128))
+    entry_id: Mapped[int | None] = mapped_column(Integer)
+    env: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str] = mapped_column(String(128))
+    incident_id: Mapped[int | None] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    phase: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    attempted_at: Mapped[float | None] = mapped_column(Float)
+    sent_at: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class NoticeThread(Base):
+    """What a notifier keeps to continue a subject's thread (Slack's message ts, Statuspage's
+    incident id): the memo its last delivery returned."""
+
+    __tablename__ = "notice_threads"
+
+    notifier: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
+    memo: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class SeenRequest(Base):
+    """A signed request already taken (a Slack button press, a PagerDuty webhook delivery): the
+    same one again inside its replay window is refused, on every replica."""
+
+    __tablename__ = "seen_requests"
+
+    digest: Mapped[str] = mapped_column(String(128), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    seen_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class Quarantine(Base):
+    """A release rolled back in an environment: a later deploy of it is reported at once and, where
+    the policy allows, rolled back without new evidence, until an operator lifts it with a reason."""
+
+    __tablename__ = "quarantines"
+    __table_args__ = (Index("ix_quarantines_release", "env", "service", "tag"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    env: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str] = mapped_column(String(128))
+    tag: Mapped[str] = mapped_column(String(256))
+    sha: Mapped[str | None] = mapped_column(String(64))
+    incident_id: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    lifted_at: Mapped[float | None] = mapped_column(Float)
+    lifted_by: Mapped[str | None] = mapped_column(String(128))
+    lift_reason: Mapped[str | None] = mapped_column(Text)
