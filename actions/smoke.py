@@ -280,10 +280,15 @@ def _manifest_problems(manifest: Any, manifest_url: str, page_url: str) -> list[
 class _PwaWalk:
     """One attempt at the PWA's core flow; every request is a step of the evidence."""
 
-    def __init__(self, client: httpx.Client, check: SmokeCheck, clock: Clock) -> None:
+    def __init__(
+        self, client: httpx.Client, check: SmokeCheck, clock: Clock, origin: tuple[str, str]
+    ) -> None:
         self.client = client
         self.check = check
         self.clock = clock
+        #: The service's own origin: the check's headers (credentials, often) go there and nowhere
+        #: else — a page may name a manifest or an icon on any host (docs/security.md).
+        self.origin = origin
         self.steps: list[dict[str, Any]] = []
 
     def get(
@@ -298,9 +303,8 @@ class _PwaWalk:
         self.steps.append(record)
         t0 = self.clock.now()
         try:
-            resp = self.client.get(
-                url, headers=self.check.request_headers(), timeout=self.check.latency_budget_s + 1.0
-            )
+            headers = self.check.request_headers() if _origin(url) == self.origin else {}
+            resp = self.client.get(url, headers=headers, timeout=self.check.latency_budget_s + 1.0)
         except httpx.HTTPError as exc:
             record["problems"].append(f"{type(exc).__name__}: {exc}")
             return None
@@ -408,8 +412,8 @@ def _pwa_attempt(client: httpx.Client, base_url: str, check: SmokeCheck, clock: 
     ``latency_s`` of the result is the whole walk, the budget applies to each request.
     """
     t0 = clock.now()
-    walk = _PwaWalk(client, check, clock)
     page_url = _join(base_url, check.path)
+    walk = _PwaWalk(client, check, clock, _origin(page_url))
     parser = _PageParser()
 
     def judge_page(resp: httpx.Response) -> list[str]:

@@ -1077,6 +1077,12 @@ class WatchdogConfig(Strict):
         names = [s.name for s in self.services]
         if len(names) != len(set(names)):
             raise ValueError("service names must be unique")
+        hook = self.incidents.pagerduty_webhook
+        for pd_id, ref in (hook.services if hook else {}).items():
+            if ref.service not in names:
+                raise ValueError(
+                    f"incidents.pagerduty_webhook.services.{pd_id}: no service named {ref.service!r}"
+                )
         return self
 
     def service(self, name: str) -> ServiceConfig:

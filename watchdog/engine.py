@@ -63,7 +63,16 @@ class Reporter(Protocol):
     def decision(self, entry: DecisionEntry) -> None: ...
 
 
+class Tickets(Protocol):
+    def open(self, correlation_id: str, title: str, body: str) -> object: ...
+
+
 class PipelineRunner(Protocol):
+    @property
+    def tickets(self) -> Tickets | None:
+        """Where the incident tickets go (None: none are opened)."""
+        ...
+
     def advance(self, incident_id: int) -> None: ...
 
 
@@ -627,12 +636,7 @@ class Engine:
             if refused_page is None:
                 return None
             return partial(
-                self._page,
-                f"rollback-watchdog/refused/{watch.env}/{watch.service}/watch-{watch.id}",
-                f"{refused_page}; no automatic rollback: {why}",
-                "error",
-                watch,
-                {"reason": reason, "why_not": why},
+                self._report_refused, watch, f"{refused_page}; no automatic rollback: {why}", reason, why
             )
         policy = self.cfg.env(watch.env).rollback_policy
         incident = self.store.create_incident(
@@ -659,6 +663,25 @@ class Engine:
             evidence=evidence,
         )
         return None
+
+    def _report_refused(self, watch: Watch, summary: str, reason: str, why: str) -> None:
+        """A release known to be bad (an incident, a quarantine) that may not be rolled back
+        automatically: oncall is paged and a ticket opened (both idempotent: a second report of
+        the same watch updates the same alert and finds the same ticket)."""
+        key = f"rollback-watchdog/refused/{watch.env}/{watch.service}/watch-{watch.id}"
+        self._page(key, summary, "error", watch, {"reason": reason, "why_not": why})
+        tickets = self.pipeline.tickets if self.pipeline is not None else None
+        if tickets is None:
+            return
+        body = (
+            f"{summary}.\n\nThe watchdog did not roll it back. A human decides: "
+            f"`rollback-watchdog rollback --env {watch.env} --service {watch.service} --reason …`, "
+            "or lift the release's quarantine if it is fine (`rollback-watchdog quarantine lift`)."
+        )
+        try:
+            tickets.open(f"wd-watch-{watch.id}", summary[:200], body)
+        except WatchdogError as exc:  # the page went out; the decision log has it either way
+            report_exception(log, "ticket not opened", exc, watch_id=watch.id)
 
     def _guard(self, env: str, service: str, now: float) -> str | None:
         """Why no automatic rollback may start now, or None. Humans are not bound by the loop guard."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -315,3 +317,37 @@ def test_pwa_budget_applies_to_every_request(client: httpx.Client) -> None:
         "icon: took 1.000s, budget 0.5s",
         "service_worker: took 1.000s, budget 0.5s",
     ]
+
+
+def test_pwa_sends_the_checks_credentials_only_to_the_services_own_origin(client: httpx.Client) -> None:
+    """A release's page may name a manifest (and so an icon) on any host: the watchdog fetches it
+    to judge the PWA, but the check's headers — a bearer token, say — never leave the service."""
+    seen: list[dict[str, str]] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(dict(self.headers.items()))
+            body = json.dumps(MANIFEST).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    threading.Thread(target=other.serve_forever, args=(0.01,), daemon=True).start()
+    try:
+        foreign = f"http://127.0.0.1:{other.server_address[1]}/manifest.webmanifest"
+        page = INDEX.replace('href="/manifest.webmanifest"', f'href="{foreign}"')
+        check = pwa(headers={"Authorization": "Bearer smoke-secret-token"})
+        with serve(site_routes({"/": (200, "text/html", page)})) as url:
+            run_checks(client, url, [check], RealClock(), retry_delay_s=0)
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert seen, "the foreign manifest was not fetched at all"
+    assert all("smoke-secret-token" not in " ".join(h.values()) for h in seen)
+    assert all("authorization" not in {k.lower() for k in h} for h in seen)

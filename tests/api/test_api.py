@@ -179,6 +179,29 @@ def test_the_decision_log_filters_and_pages(api: Api) -> None:
     assert (pin["release"]["tag"], pin["actor"]) == ("v1.0.0", "alice")
 
 
+def test_a_security_finding_forces_a_rollback_with_its_reference(api: Api) -> None:
+    api.call(
+        "POST", "/v1/deploys", "DEPLOYER", json={"env": "prod", "service": "stamps-api", "tag": "v1.1.0"}
+    )
+    api.app.engine.tick()
+    body = {"env": "prod", "service": "stamps-api", "reason": "token leak in redeem", "trigger": "security"}
+    unreferenced = api.call("POST", "/v1/rollbacks", "OPERATOR", json=body)
+    assert unreferenced.status_code == 422 and "needs a reference" in unreferenced.json()["error"]
+    assert api.app.store.open_incidents() == []
+    forced = api.call("POST", "/v1/rollbacks", "OPERATOR", json={**body, "reference": "GHSA-xxxx-yyyy-zzzz"})
+    assert forced.status_code == 202, forced.text
+    incident = api.app.store.incident(forced.json()["incident"])
+    assert (incident.trigger, incident.actor, incident.evidence["reference"]) == (
+        "security",
+        "api:alice",
+        "GHSA-xxxx-yyyy-zzzz",
+    )
+    decided = api.app.store.decisions(incident_id=incident.id)[0]
+    assert decided.reason == (
+        "security-finding rollback of v1.1.0 to v1.0.0: token leak in redeem (GHSA-xxxx-yyyy-zzzz)"
+    )
+
+
 def test_an_operator_forces_a_rollback_once_and_reads_its_steps(api: Api) -> None:
     api.call(
         "POST", "/v1/deploys", "DEPLOYER", json={"env": "prod", "service": "stamps-api", "tag": "v1.1.0"}

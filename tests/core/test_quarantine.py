@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.github import TOKEN as GH_TOKEN
 from watchdog.app import App
 from watchdog.clock import SimClock
 from watchdog.config import parse_config
+from watchdog.emulator.github import GitHubEmulator
+from watchdog.emulator.pagerduty import ROUTING_KEY, PagerDutyEmulator
 from watchdog.errors import InputError
 from watchdog.overrides import OverrideRefused, Overrides
 from watchdog.phases import DecisionKind, DecisionResult, IncidentPhase, WatchPhase
@@ -20,8 +23,10 @@ from watchdog.store import ReleaseRef
 CONFIG = """
 version: 1
 source: {kind: scrape, scrape: {targets: [{url: "http://127.0.0.1:9/metrics"}]}}
-github: {repo: acme/stamps, token: "${TOKEN}"}
+github: {repo: acme/stamps, token: "${TOKEN}", api_url: "${GH}", request_interval_s: 0, write_interval_s: 0}
 store: {url: "${DB}"}
+incidents:
+  pagerduty: {events_url: "${PD}", routing_key: "${PD_KEY}"}
 environments:
   prod:
     rollback_policy: "${POLICY}"
@@ -38,8 +43,15 @@ services:
 BAD = ReleaseRef("v1.1.0", "2" * 40)
 
 
-def _app(tmp_path: Path, policy: str = "auto") -> App:
-    env = {"TOKEN": "ghp_test", "DB": f"sqlite:///{tmp_path / 'wd.db'}", "POLICY": policy}
+def _app(tmp_path: Path, gh: GitHubEmulator, pd: PagerDutyEmulator, policy: str = "auto") -> App:
+    env = {
+        "TOKEN": GH_TOKEN,
+        "GH": gh.url,
+        "PD": pd.url,
+        "PD_KEY": ROUTING_KEY,
+        "DB": f"sqlite:///{tmp_path / 'wd.db'}",
+        "POLICY": policy,
+    }
     cfg = parse_config(CONFIG, "watchdog.yaml", env=env)
     app = App.build(cfg, SimClock(1_800_000_000.0))
     for env_name in ("prod", "stage"):
@@ -48,8 +60,10 @@ def _app(tmp_path: Path, policy: str = "auto") -> App:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
-    a = _app(tmp_path)
+def app(
+    tmp_path: Path, github_emulator: GitHubEmulator, pagerduty_emulator: PagerDutyEmulator
+) -> Iterator[App]:
+    a = _app(tmp_path, github_emulator, pagerduty_emulator)
     yield a
     a.close()
 
@@ -80,8 +94,10 @@ def test_a_quarantined_release_deployed_again_is_rolled_back_without_new_evidenc
     assert told is not None and told.severity.value == "critical"
 
 
-def test_a_proposing_environment_proposes_and_one_without_auto_rollback_only_reports(tmp_path: Path) -> None:
-    app = _app(tmp_path, policy="propose")
+def test_a_proposing_environment_proposes_and_one_without_auto_rollback_only_reports(
+    tmp_path: Path, github_emulator: GitHubEmulator, pagerduty_emulator: PagerDutyEmulator
+) -> None:
+    app = _app(tmp_path, github_emulator, pagerduty_emulator, policy="propose")
     try:
         _quarantine(app)
         _quarantine(app, "stage")
@@ -96,6 +112,11 @@ def test_a_proposing_environment_proposes_and_one_without_auto_rollback_only_rep
             ("rollback_decided", "not_started"),
         ]
         assert "automatic rollback is off" in stage[-1].reason
+        # reported at once: a page and a ticket, though nothing was rolled back
+        (alert,) = [a for a in pagerduty_emulator.alerts() if "/refused/stage/" in a.dedup_key]
+        assert "quarantined release v1.1.0 deployed again to stage" in alert.events[0].payload["summary"]
+        tickets = [ex.response_json["title"] for ex in github_emulator.requests("POST", r"/issues$")]
+        assert any("quarantined release v1.1.0 deployed again to stage" in t for t in tickets), tickets
     finally:
         app.close()
 

@@ -591,3 +591,28 @@ def test_a_refusal_is_never_sent_to_a_response_url_outside_the_prefix(world: Cal
     assert "not on the watchdog's Slack allow-list for prod" in reply.request_json["text"]
     assert w.elsewhere.requests() == []
     assert w.state() == before
+
+
+def test_an_event_whose_handling_failed_is_taken_again_when_pagerduty_retries(
+    world: Callable[..., World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taking an event id and acting on it are not one transaction: when acting fails (the store
+    went away mid-way, here a fault injected into the engine), the id is forgotten, so PagerDuty's
+    retry of the same delivery is not refused as a replay and the incident still rolls back."""
+    w = world()
+    w.deploy()
+    w.clock.advance(300)
+    body = pagerduty_event(w.clock.now() - 5)
+    real = w.app.engine.incident_reported
+
+    def broken(*args: Any, **kwargs: Any) -> int | None:
+        raise RuntimeError("the store went away")
+
+    monkeypatch.setattr(w.app.engine, "incident_reported", broken)
+    failed = w.call("POST", "/v1/hooks/pagerduty", content=body, headers=pagerduty_headers(body))
+    assert failed.status_code == 503 and "retry of it is taken" in failed.json()["error"]
+    assert w.app.store.open_incidents() == []
+    monkeypatch.setattr(w.app.engine, "incident_reported", real)
+    retried = w.call("POST", "/v1/hooks/pagerduty", content=body, headers=pagerduty_headers(body))
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["rollback_incident"] is not None

@@ -28,12 +28,13 @@ import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from watchdog.api.models import ApiError
 from watchdog.clock import Clock
 from watchdog.config import PagerDutyWebhookConfig, SlackInteractivityConfig, WatchdogConfig
 from watchdog.errors import InputError, WatchdogError
-from watchdog.observability import redact
+from watchdog.observability import redact, report_exception
 from watchdog.overrides import Overrides
 from watchdog.store import Store
 
@@ -164,12 +165,16 @@ def add_hook_routes(
         if payload.get("type") != "block_actions" or name not in SLACK_ACTIONS:
             return _refuse(request, 422, f"not a watchdog button: {name!r}")
         response_url = payload.get("response_url")
-        answer = _slack_override(interactivity, store, overrides(), name, value, user)
+        # the override writes the store and the reply calls Slack: off the event loop, so a slow
+        # store or Slack holds up this request only
+        answer = await run_in_threadpool(
+            _slack_override, interactivity, store, overrides(), name, value, user
+        )
         audit_args = {"slack_user": user, "action": name, "outcome": answer}
         log.info("slack button", **audit_args)
         if answer is not None:  # refused: only the presser hears why
             audit(request, 200, answer, slack_user=user, action=name)
-            _reply(interactivity, http, response_url, answer)
+            await run_in_threadpool(_reply, interactivity, http, response_url, answer)
         return Response(status_code=200)
 
     @api.post(
@@ -201,9 +206,18 @@ def add_hook_routes(
             return _refuse(
                 request, 401, f"the event is older than {hook.max_age_s:.0f}s (or from the future): a replay?"
             )
-        if not store.remember_request(f"pagerduty:{event_id}", "pagerduty", now, 2 * hook.max_age_s):
+        digest = f"pagerduty:{event_id}"
+        if not store.remember_request(digest, "pagerduty", now, 2 * hook.max_age_s):
             return _refuse(request, 401, f"event {event_id} was taken before (a replay)")
-        return _pagerduty_event(hook, writer, event_id, event_type, data, occurred)
+        try:
+            return await run_in_threadpool(
+                _pagerduty_event, hook, writer, event_id, event_type, data, occurred
+            )
+        except Exception as exc:  # not acted on: PagerDuty retries a failed delivery, and that is taken
+            store.forget_request(digest)
+            report_exception(log, "pagerduty event not acted on", exc, event_id=event_id)
+            error = "the event could not be acted on now; a retry of it is taken"
+            return JSONResponse(ApiError(error=error).model_dump(), 503)
 
 
 def _slack_override(

@@ -418,6 +418,9 @@ class EmulatorHandler(BaseHTTPRequestHandler):
     """
 
     protocol_version = "HTTP/1.1"
+    #: Answers go out at once: with Nagle's algorithm a kept-alive connection's small answer waits
+    #: for the client's delayed ACK (some 40 ms a request), which no real service makes us wait.
+    disable_nagle_algorithm = True
 
     def serve(self) -> None:
         emulator = cast(_Server, self.server).emulator

@@ -267,9 +267,6 @@ class _Handler(EmulatorHandler):
 
     server_version = "Apache"
     sys_version = ""
-    #: Headers and body go out in two writes; with Nagle on, a keep-alive client waits ~40 ms
-    #: for the delayed ACK of the first before it sees the second.
-    disable_nagle_algorithm = True
     do_GET = do_POST = EmulatorHandler.serve
 
 

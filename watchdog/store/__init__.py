@@ -1069,6 +1069,12 @@ class Store:
             )
             return bool(getattr(done, "rowcount", 0) == 1)
 
+    def forget_request(self, digest: str) -> None:
+        """A request taken but not acted on (its handling failed): its retry is taken again."""
+        with self.session() as s:
+            s.info["unfenced"] = True
+            s.execute(sa.delete(SeenRequest).where(SeenRequest.digest == digest))
+
     # ------------------------------------------------------------------ quarantine
 
     def quarantine(
