@@ -3,8 +3,9 @@
 An OPEN notice that is critical or a warning creates the alert under the alias
 ``rollback-watchdog/<correlation id or subject>``. Opsgenie deduplicates creates by alias (an open
 alert with the alias counts one more occurrence instead of opening another), so sending a create
-again is harmless. Later OPEN notices of the subject become notes on the alert; a RESOLVED or
-CLOSED notice closes it. An INFO notice of a subject without an alert sends nothing.
+again is harmless. Later OPEN notices of the subject become notes on the alert; a RESOLVED notice
+or a CLOSED override (a veto) closes it, and any other CLOSED notice is a note. An INFO notice of a
+subject without an alert sends nothing.
 
 Opsgenie's answers map onto the watchdog's errors as its documentation says: 202 ("Request will be
 processed": the work is queued) is done; 400, 401, 403, 404 and 422 are final (``ActionFailed``,
@@ -25,7 +26,7 @@ import httpx
 import structlog
 
 from actions.http import retry_after
-from actions.notify import Notice, NoticeSeverity, NoticeStatus
+from actions.notify import Notice, NoticeEvent, NoticeSeverity, NoticeStatus
 from watchdog.clock import Clock
 from watchdog.config import OpsgenieNotifierConfig
 from watchdog.errors import ActionFailed, action_error
@@ -93,6 +94,12 @@ def _details(notice: Notice) -> dict[str, str]:
     return {str(k): _cut(v, MAX_DETAIL_CHARS) for k, v in merged.items()}
 
 
+def _ends(notice: Notice) -> bool:
+    """Whether ``notice`` ends its subject: resolved, or closed by an override (a veto). Other
+    closed notices of an incident (its release quarantined) are news on the alert, not its end."""
+    return notice.status is NoticeStatus.RESOLVED or notice.event is NoticeEvent.OVERRIDE
+
+
 def create_payload(notice: Notice, cfg: OpsgenieNotifierConfig) -> dict[str, Any]:
     """The ``CreateAlertPayload`` for ``notice``, cut to Opsgenie's limits and scrubbed of secrets."""
     tags: list[str] = []
@@ -146,6 +153,9 @@ class OpsgenieNotifier:
             return dict(memo)  # an INFO notice of a subject without an alert
         if not is_open:
             return dict(memo)
+        if not _ends(notice):  # e.g. the bad release quarantined just before the rollback resolves
+            request_id = self._send("POST", f"/v2/alerts/{_segment(alias)}/notes", self._note(notice), "note")
+            return self._memo(memo, alias, request_id, opened=True, closed=False)
         request_id = self._send("POST", f"/v2/alerts/{_segment(alias)}/close", self._note(notice), "close")
         return self._memo(memo, alias, request_id, opened=True, closed=True)
 
@@ -154,6 +164,8 @@ class OpsgenieNotifier:
 
         A create arrived if an alert has the alias; a close if that alert is closed. Whether a note
         arrived cannot be told from the alert, so it is None: a note twice beats none."""
+        if notice.status is not NoticeStatus.OPEN and not _ends(notice):
+            return None  # a note (or nothing): sent again
         alias = str(memo.get("alias") or alert_alias(notice))
         alert = self._find(alias)
         if alert is None:

@@ -198,7 +198,10 @@ class StatuspageNotifier:
             return None
         opened = bool(memo.get("incident_id"))
         if notice.status is NoticeStatus.CLOSED:
-            return _closed(notice, self._cfg) if opened else None
+            # over without a rollback is a veto (an override); the thread's other closed notices —
+            # the bad release quarantined as the rollback resolves — change nothing customers see
+            vetoed = notice.event is NoticeEvent.OVERRIDE
+            return _closed(notice, self._cfg) if opened and vetoed else None
         planner = _PLANNERS.get(notice.event)
         if planner is None:
             return None

@@ -151,6 +151,7 @@ def world(
     make_slack_emulator: Callable[..., SlackEmulator],
     make_opsgenie_emulator: Callable[..., OpsgenieEmulator],
 ) -> Iterator[Callable[..., World]]:
+    teams_etc: list[Any] = []
     with ExitStack() as stack:
 
         def make(config: str = CONFIG) -> World:
@@ -163,6 +164,7 @@ def world(
             hook = stack.enter_context(WebhookReceiver(secret=HOOK_SECRET.encode(), clock=clock))
             status = stack.enter_context(StatuspageEmulator(now=clock.now))
             graphs = stack.enter_context(GrafanaEmulator(now=clock.now))
+            teams_etc.extend([teams, hook, status, graphs])
             env = {
                 "SLACK": slack.api_url,
                 "SLACK_TOKEN": BOT_TOKEN,
@@ -187,35 +189,171 @@ def world(
             return World(app, gh, slack, pager, teams, hook, status, graphs)
 
         yield make
-        for vendor in ("teams", "hook"):
-            pass
-    # emulator bugs fail the test (Slack's and Opsgenie's fixtures check theirs, and the spec)
+        emulators: list[Any] = [*teams_etc]
+    for emulator in emulators:  # (Slack's and Opsgenie's fixtures check their own, and the spec)
+        assert not emulator.internal_errors, emulator.internal_errors
 
 
-def test_explore(world: Callable[..., World]) -> None:
+
+def _no_internals(text: str) -> list[str]:
+    """What in ``text`` a customer should not read: digits (evidence, ids), releases, secrets, jargon."""
+    found = [s for s in (*SECRETS, BAD, STABLE, "e-value", "canary", "probe", "watchdog") if s in text]
+    return found + re.findall(r"\d+", text)
+
+
+def _delivered(w: World) -> None:
+    """Every notice went out, once, recorded: sent rows and a ``notice`` entry each, none given up."""
+    store = w.app.store
+    rows = store.notices()
+    assert rows and all(r.phase == NOTICE_SENT for r in rows), [(r.notifier, r.last_error) for r in rows]
+    told = [e for e in store.decisions() if e.kind == DecisionKind.NOTICE]
+    assert len(told) == len(rows)
+    assert all(e.result == DecisionResult.SENT for e in told)
+    assert not [e for e in told if e.result == DecisionResult.NOTIFY_FAILED]
+    assert sorted((e.evidence["notifier"], e.evidence["notice"]) for e in told) == sorted(
+        (r.notifier, r.key) for r in rows
+    )
+
+
+def test_a_detected_prod_rollback_reaches_every_notifier_as_its_vendor_expects(
+    world: Callable[..., World],
+) -> None:
     w = world()
     w.watch()
     incident = w.run()
-    print(incident.phase)
-    for e in w.app.store.decisions():
-        print(e.kind, e.result, e.reason[:100])
-    for i in w.status.incidents():
-        print(i.name, i.statuses, [u.body for u in i.updates], [u.affected_components for u in i.updates])
-    for a in w.graphs.annotations():
-        print(a.tags, a.is_region)
-    for a in w.pager.alerts():
-        print(a.alias, a.priority, a.status, a.count, [n.note[:60] for n in a.notes])
-    print(len(w.teams.cards()), w.teams.refusals)
-    print([d.notice["event"] for d in w.hook.deliveries()])
-    print([m.text for m in w.slack.messages(DEPLOYS_CHANNEL)])
+    store = w.app.store
+    assert incident.phase == IncidentPhase.RESOLVED and incident.trigger == "signal:healthcheck"
+    assert w.app.store.current_pin("prod", "stamps-api").tag == STABLE
+    _delivered(w)
+    rows = store.notices()
+
+    # Statuspage: one incident, identified → monitoring → resolved, the component degraded while it
+    # ran and operational at the end, in words for customers
+    (page,) = w.status.incidents()
+    assert page.name.endswith(f"[rw-{incident.correlation_id}]")
+    assert page.statuses == ["identified", "monitoring", "resolved"]
+    first, *_, last = page.updates
+    assert [(c["code"], c["new_status"]) for c in first.affected_components] == [
+        (COMPONENT_ID, "degraded_performance")
+    ]
+    assert [(c["old_status"], c["new_status"]) for c in last.affected_components] == [
+        ("degraded_performance", "operational")
+    ]
+    assert "reverted and it is operating normally again" in last.body
+    assert w.status.component_statuses()[COMPONENT_ID] == "operational"
+    assert page.impact_override == "minor" and page.resolved_at is not None
+    for update in page.updates:
+        assert not _no_internals(update.body), update.body
+
+    # Opsgenie: one P1 alert under the incident's alias, noted at the milestones, closed by the
+    # resolution (every request and answer checked against the Swagger spec by the fixture)
+    (alert,) = w.pager.alerts()
+    assert alert.alias == f"rollback-watchdog/{incident.correlation_id}"
+    assert (alert.priority, alert.status, alert.count) == ("P1", "closed", 1)
+    assert alert.message.startswith(f"Rolling back stamps-api in prod: {BAD} → {STABLE}")
+    assert "healthcheck fail" in alert.description
+    notes = "\n".join(n.note for n in alert.notes)
+    for milestone in ("the rollback run was dispatched", "the rollback run finished", "the smoke checks passed"):
+        assert milestone in notes
+    assert alert.notes[-1].note.startswith("Rolled back stamps-api in prod: back on v1.0.0")
+
+    # Teams: a card per notice, each a valid Adaptive Card 1.5 (the receiver refuses others)
+    cards = w.teams.cards()
+    assert not w.teams.refusals
+    assert len(cards) == len([r for r in rows if r.notifier == "teams"])
+    assert all(w.teams.problems(card) == [] for card in cards)
+    started = next(c for c in cards if c["fallbackText"].startswith("Rolling back stamps-api in prod"))
+    texts = [b.get("text", "") for b in started["body"]]
+    facts = {f["title"]: f["value"] for b in started["body"] if b["type"] == "FactSet" for f in b["facts"]}
+    assert facts["Release"] == f"{BAD} → {STABLE}" and facts["Correlation id"] == incident.correlation_id
+    assert "Evidence" in texts and any(t.startswith("healthcheck fail") for t in texts)
+    assert cards[-1]["fallbackText"].startswith("Rolled back stamps-api in prod")
+
+    # Grafana: annotations on the dashboard, tagged for its queries; the rollback's start stretched
+    # into a region that ends at the resolution
+    notes_of = {a.tags[-1]: a for a in w.graphs.annotations()}
+    assert all(a.dashboard_uid == DASHBOARD_UID for a in notes_of.values())
+    assert all({"env:prod", "service:stamps-api"} <= set(a.tags) for a in notes_of.values())
+    (deploy,) = [a for a in notes_of.values() if "event:deploy" in a.tags]
+    (start,) = [a for a in notes_of.values() if "event:rollback_started" in a.tags]
+    (end,) = [a for a in notes_of.values() if "event:rollback_resolved" in a.tags]
+    assert {f"release:{BAD}", f"target:{STABLE}"} <= set(start.tags) & set(end.tags)
+    assert start.is_region and start.time_end == end.time and not end.is_region
+    assert deploy.time < start.time
+
+    # the webhook: every notice routed to it once, each signature verified by the receiver
+    deliveries = w.hook.deliveries()
+    assert not w.hook.refusals and not w.hook.duplicates()
+    assert sorted(d.delivery_id for d in deliveries) == sorted(r.key for r in rows if r.notifier == "hook")
+    events = [d.notice["event"] for d in deliveries]
+    assert events[0] == "deploy" and "rollback_started" in events and events[-1] == "rollback_resolved"
+
+    # Slack: the incident is one message, updated in place to its end
+    (message,) = [m for m in w.slack.messages(DEPLOYS_CHANNEL) if not m.is_reply]
+    assert message.edits and "Rolled back stamps-api in prod" in message.text
+    assert "Rolling back stamps-api in prod" in str(message.edits[0].blocks)
 
 
-def test_explore2(world: Callable[..., World]) -> None:
+@pytest.mark.xfail(strict=True, reason="render.py: a deploy's notice names the previous release")
+def test_a_deploy_is_told_as_the_release_it_deploys(world: Callable[..., World]) -> None:
+    """The watch_started entry carries from_tag = the stable release, to_tag = the deployed one;
+    the renderer puts from_tag in the notice's ``release`` and its title ("Watching v1.0.0")."""
     w = world()
     w.watch()
-    w.run(until=lambda i: True)
-    for e in w.app.store.decisions():
-        print(e.kind, e.from_tag, e.to_tag)
+    w.run(until=lambda _incident: True)
+    deploy = w.hook.deliveries()[0].notice
+    assert deploy["event"] == "deploy"
+    assert deploy["title"] == f"Watching {BAD} in prod (stamps-api)" and deploy["release"] == BAD
+    (annotation,) = [a for a in w.graphs.annotations() if "event:deploy" in a.tags]
+    assert f"release:{BAD}" in annotation.tags
+
+
+def test_a_proposed_rollback_pages_and_chats_but_is_no_status_page_incident(
+    world: Callable[..., World],
+) -> None:
+    w = world(config=PROPOSE)
+    w.watch()
+    incident = w.run(until=lambda i: i.phase == IncidentPhase.PROPOSED and not w.pending())
+    _delivered(w)
+    (message,) = [m for m in w.slack.messages(DEPLOYS_CHANNEL) if not m.is_reply]
+    assert message.button("approve") is not None and "proposed" in message.text.lower()
+    (alert,) = w.pager.alerts()
+    assert (alert.alias, alert.priority, alert.status) == (
+        f"rollback-watchdog/{incident.correlation_id}",
+        "P3",
+        "open",
+    )
+    assert any(c["fallbackText"].startswith("Rollback proposed for stamps-api in prod") for c in w.teams.cards())
+    assert any(a for a in w.graphs.annotations() if "event:rollback_proposed" in a.tags)
+    # routed to the status page, which said nothing: a proposal is not yet a customer's incident
+    assert [r.notifier for r in w.app.store.notices(incident_id=incident.id)].count("status") == 1
+    assert w.status.incidents() == [] and w.status.requests() == []
+
+
+def test_a_dev_rollback_never_reaches_the_status_page(world: Callable[..., World]) -> None:
+    w = world(config=WITH_DEV)
+    w.app.engine.pin("dev", "stamps-api", ReleaseRef(STABLE, "1" * 40), actor="alice", reason="seed")
+    w.watch("dev")
+    incident = w.run("dev")
+    assert incident.phase == IncidentPhase.RESOLVED
+    _delivered(w)
+    assert w.status.incidents() == [] and w.status.requests() == []
+    # Slack and Opsgenie are routed for prod only; Teams, the webhook and Grafana hear of dev too
+    assert w.slack.messages(DEPLOYS_CHANNEL) == [] and w.pager.alerts() == []
+    assert any(c["fallbackText"].startswith("Rolled back stamps-api in dev") for c in w.teams.cards())
+    assert [d.notice["env"] for d in w.hook.deliveries()] == ["dev"] * len(w.hook.deliveries())
+    assert any("env:dev" in a.tags and "event:rollback_started" in a.tags for a in w.graphs.annotations())
+
+
+def test_zz_explore(world: Callable[..., World]) -> None:
+    from watchdog.overrides import Overrides
+    w = world(config=PROPOSE)
+    w.watch()
+    incident = w.run(until=lambda i: i.phase == IncidentPhase.PROPOSED and not w.pending())
+    Overrides(w.app.engine).approve(incident.id, actor="alice", reason="go")
+    incident = w.run()
+    for a in w.pager.alerts():
+        print("ALERT", a.priority, a.status, a.log, [n.note.splitlines()[0] for n in a.notes], [c["message"] for c in a.creates])
     for d in w.hook.deliveries():
-        print(d.notice["event"], d.notice["title"], d.notice["release"], d.notice["target"])
-    print(w.teams.cards()[0])
+        print("HOOK", d.notice["event"], d.notice["status"], d.notice["severity"], d.notice["title"])
+    print("PHASE", incident.phase, [(i.statuses) for i in w.status.incidents()], [a.status for a in w.pager.alerts()])
