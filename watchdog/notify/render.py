@@ -72,7 +72,7 @@ def classify(entry: DecisionEntry) -> Told | None:
             return Told(NoticeEvent.DEPLOY, info, closed)
         case DecisionKind.BLIND:
             if result == DecisionResult.SEEING:
-                return Told(NoticeEvent.BLIND, info, is_open)
+                return Told(NoticeEvent.BLIND, info, resolved)
             return Told(NoticeEvent.BLIND, warning, is_open)
         case DecisionKind.ROLLBACK_DECIDED:
             if result == DecisionResult.PROPOSED:
@@ -99,8 +99,8 @@ def classify(entry: DecisionEntry) -> Told | None:
             if result == DecisionResult.VETOED:
                 return Told(NoticeEvent.OVERRIDE, info, closed)
             return None  # veto_sent: the notice of the veto itself went out already
-        case DecisionKind.APPROVAL:
-            return Told(NoticeEvent.OVERRIDE, info, is_open)
+        case DecisionKind.APPROVAL:  # a proposal approved: this is where the rollback starts
+            return Told(NoticeEvent.ROLLBACK_STARTED, critical, is_open)
         case DecisionKind.ACKNOWLEDGED:
             return Told(NoticeEvent.OVERRIDE, info, is_open)
         case DecisionKind.PAUSE | DecisionKind.RESUME | DecisionKind.WATCH_EXTENDED:
@@ -264,12 +264,26 @@ def _links(
     return tuple(links)
 
 
-def _title(entry: DecisionEntry, told: Told, incident: Incident | None) -> str:
-    release = entry.from_tag or "?"
-    target = entry.to_tag or "?"
+def _releases(store: Store, entry: DecisionEntry, incident: Incident | None) -> tuple[str | None, str | None]:
+    """The release a notice is about and, in a rollback, its target. An entry's two releases mean
+    different things by kind (a watch's start names the previous pin and the new release; a
+    rollback the bad one and its target), so they are read from what the entry is about."""
+    if incident is not None:
+        target = store.release(incident.to_release_id) if incident.to_release_id else None
+        return store.release(incident.from_release_id).tag, target.tag if target else None
+    if entry.kind in (DecisionKind.WATCH_STARTED, DecisionKind.PROMOTED, DecisionKind.INCONCLUSIVE):
+        return entry.to_tag, None
+    if entry.watch_id is not None:
+        return store.release(store.watch(entry.watch_id).release_id).tag, None
+    return entry.from_tag, entry.to_tag
+
+
+def _title(entry: DecisionEntry, told: Told, release: str, target: str) -> str:
     where = f"{entry.service} in {entry.env}"
     match told.event:
         case NoticeEvent.ROLLBACK_STARTED:
+            if entry.kind == DecisionKind.APPROVAL:
+                return f"Rollback of {where} approved by {entry.actor}: rolling back {release} → {target}"
             return f"Rolling back {where}: {release} → {target}"
         case NoticeEvent.ROLLBACK_PROPOSED:
             return f"Rollback proposed for {where}: {release} → {target}"
@@ -282,7 +296,7 @@ def _title(entry: DecisionEntry, told: Told, incident: Incident | None) -> str:
         case NoticeEvent.DEPLOY:
             return f"Watching {release} in {entry.env} ({entry.service})"
         case NoticeEvent.PROMOTED:
-            return f"{entry.to_tag or release} promoted in {entry.env} ({entry.service})"
+            return f"{release} promoted in {entry.env} ({entry.service})"
         case NoticeEvent.INCONCLUSIVE:
             return f"Watch of {release} in {entry.env} ended inconclusive ({entry.service})"
         case NoticeEvent.BLIND:
@@ -291,11 +305,15 @@ def _title(entry: DecisionEntry, told: Told, incident: Incident | None) -> str:
         case NoticeEvent.QUARANTINE:
             if entry.result == DecisionResult.LIFTED:
                 return f"Quarantine of {release} in {entry.env} lifted by {entry.actor} ({entry.service})"
+            if entry.result == DecisionResult.QUARANTINED:
+                return f"{release} quarantined in {entry.env} ({entry.service})"
             return f"Quarantined release {release} deployed again to {entry.env} ({entry.service})"
         case NoticeEvent.OVERRIDE:
             return _override_title(entry, where, release)
-    if incident is not None:
-        return f"Rollback of {where}: {release} → {target} ({incident.phase.value})"
+    if told.milestone == "post_rollback_watch":
+        return f"Rolled back {where} to {target}: watching it recover"
+    if entry.incident_id is not None:
+        return f"Rollback of {where}: {release} → {target}"
     return f"{entry.kind.value.replace('_', ' ')}: {where}"
 
 
@@ -322,12 +340,7 @@ def render(cfg: WatchdogConfig, store: Store, entry: DecisionEntry, now: float) 
     if told is None:
         return None
     incident = store.incident(entry.incident_id) if entry.incident_id is not None else None
-    from_tag, to_tag = entry.from_tag, entry.to_tag
-    if incident is not None and (from_tag is None or to_tag is None):
-        bad = store.release(incident.from_release_id)
-        target = store.release(incident.to_release_id) if incident.to_release_id else None
-        from_tag = from_tag or bad.tag
-        to_tag = to_tag or (target.tag if target else None)
+    from_tag, to_tag = _releases(store, entry, incident)
     facts: dict[str, Any] = {"kind": entry.kind.value, "result": entry.result.value, "entry_id": entry.id}
     if told.milestone:
         facts["milestone"] = told.milestone
@@ -351,7 +364,7 @@ def render(cfg: WatchdogConfig, store: Store, entry: DecisionEntry, now: float) 
         at=entry.at,
         env=entry.env,
         service=entry.service,
-        title=_title(entry, told, incident)[:150],
+        title=_title(entry, told, from_tag or "?", to_tag or "?")[:150],
         text=text[:3000],
         actor=entry.actor,
         release=from_tag,
