@@ -21,6 +21,7 @@ import pytest
 
 from actions.github import DeployWorkflow
 from tests.fixtures.github import MANIFEST_V1, MANIFEST_V2
+from tests.fixtures.daemon import wait_for
 from tests.fixtures.pipeline import (
     CONFIG,
     NO_REVIEWERS,
@@ -609,6 +610,8 @@ def test_a_dispatch_that_timed_out_after_github_accepted_it_is_not_repeated(
     incident_id = start_incident(app)
     drive(app, incident_id, finished(app, incident_id))
     assert app.store.incident(incident_id).phase == IncidentPhase.RESOLVED.value
+    # the emulator logs the exchange once its late answer is written, which may be after the end
+    wait_for(lambda: len(dispatches(gh)) >= 1, 10, "the late dispatch answer")
     assert len(dispatches(gh)) == 1 and len(gh.list_runs()) == 1
     dispatch = app.store.step(incident_id, "dispatch")
     assert dispatch.attempts == 1 and dispatch.evidence["found_by_correlation_id"] is True

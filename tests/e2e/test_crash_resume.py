@@ -95,6 +95,11 @@ def test_sigkill_at_every_step_still_gives_one_dispatch_and_a_complete_log(
             wait_for(
                 lambda: store.incident(incident_id).phase == IncidentPhase.RESOLVED.value, 90, "resolution"
             )
+            wait_for(
+                lambda: any(n.notifier == "postmortem" and n.phase == "sent" for n in store.notices()),
+                60,
+                "the postmortem issue",
+            )
         except AssertionError:
             tail = daemon_log.read_text(errors="replace").splitlines()[-40:]
             log = [(e.kind, e.result, e.reason) for e in store.decisions()][-15:]
@@ -109,7 +114,9 @@ def test_sigkill_at_every_step_still_gives_one_dispatch_and_a_complete_log(
         assert len([ex for ex in dispatched if ex.status in (200, 204)]) == 1
         assert len(gh.list_runs()) == 1 and canary.version == "v1.0.0"
         assert len(gh.requests("POST", r"/pending_deployments$")) == 1  # approved once (approval: auto)
-        assert len(gh.requests("POST", r"/issues$")) == 1  # one ticket, closed with one resolution
+        opened = [ex.response_json["title"] for ex in gh.requests("POST", r"/issues$")]
+        # one ticket, closed with one resolution, and one postmortem (the notices job's)
+        assert sorted(t.startswith("Postmortem") for t in opened) == [False, True], opened
         assert len(gh.requests("POST", r"/comments$")) == 1
         (alert,) = pagerduty_emulator.alerts()  # one page, resolved
         assert alert.status == "resolved" and alert.events[-1].action == "resolve"
