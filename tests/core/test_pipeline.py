@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from actions.github import DeployWorkflow
-from tests.fixtures.github import MANIFEST_V1, MANIFEST_V2
 from tests.fixtures.daemon import wait_for
+from tests.fixtures.github import MANIFEST_V1, MANIFEST_V2
 from tests.fixtures.pipeline import (
     CONFIG,
     NO_REVIEWERS,
