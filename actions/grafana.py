@@ -25,11 +25,11 @@ from typing import Any
 import httpx
 import structlog
 
-from actions.http import retry_after
+from actions.http import json_object, send
 from actions.notify import Notice, NoticeEvent
 from watchdog.clock import Clock
 from watchdog.config import GrafanaNotifierConfig
-from watchdog.errors import ActionFailed, action_error
+from watchdog.errors import ActionFailed
 from watchdog.observability import redact
 
 __all__ = ["ANNOTATED", "GrafanaNotifier", "notice_tag"]
@@ -182,24 +182,18 @@ class GrafanaNotifier:
         """One request; the parsed 200 body (a list comes back as ``{"items": [...]}``), or the error
         the caller can act on."""
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
-        try:
-            response = self._http.request(
-                method, url, json=body, params=params, headers=headers, timeout=self._cfg.timeout_s
-            )
-        except httpx.TransportError as exc:  # timeouts, refused and dropped connections
-            log.warning("grafana.unreachable", notifier=self.name, what=what, error=type(exc).__name__)
-            message = self._redact(f"{SERVICE} {what}: {type(exc).__name__}: {exc}")
-            raise action_error(message, service=SERVICE, status=None) from exc
-        status = response.status_code
-        if response.is_success:
-            try:
-                answer = response.json()
-            except ValueError:
-                return {}
-            if isinstance(answer, list):
-                return {"items": [a for a in answer if isinstance(a, dict)]}
-            return answer if isinstance(answer, dict) else {}
-        complaint = self._redact(_complaint(response))
-        log.warning("grafana.refused", notifier=self.name, what=what, status=status, complaint=complaint)
-        message = f"{SERVICE} {what}: answered {status}: {complaint}"
-        raise action_error(message, service=SERVICE, status=status, retry_after=retry_after(response))
+        response = send(
+            self._http,
+            method,
+            url,
+            service=SERVICE,
+            what=what,
+            scrub=self._redact,
+            log=log.bind(notifier=self.name),
+            complaint=_complaint,
+            json=body,
+            params=params,
+            headers=headers,
+            timeout=self._cfg.timeout_s,
+        )
+        return json_object(response)

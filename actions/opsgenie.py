@@ -25,11 +25,11 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-from actions.http import retry_after
+from actions.http import json_object, send
 from actions.notify import Notice, NoticeEvent, NoticeSeverity, NoticeStatus
 from watchdog.clock import Clock
 from watchdog.config import OpsgenieNotifierConfig
-from watchdog.errors import ActionFailed, action_error
+from watchdog.errors import ActionFailed
 from watchdog.observability import redact
 
 __all__ = ["ALIAS_PREFIX", "OpsgenieNotifier", "alert_alias", "create_payload"]
@@ -235,32 +235,24 @@ class OpsgenieNotifier:
         url = f"{self.api_url}{path}"
         params = None if path == "/v2/alerts" else {"identifierType": "alias"}
         headers = {"Authorization": f"GenieKey {self._api_key}", "User-Agent": SOURCE}
-        bound = log.bind(notifier=self.name, what=what)
-        try:
-            response = self._http.request(
-                method, url, params=params, json=body, headers=headers, timeout=self.timeout_s
-            )
-        except httpx.TransportError as exc:  # timeouts, refused and dropped connections
-            bound.warning("opsgenie.unreachable", error=type(exc).__name__)
-            message = self._redact(f"Opsgenie {what} {path}: {type(exc).__name__}: {exc}")
-            raise action_error(message, service=SERVICE, status=None) from exc
-        status = response.status_code
-        if response.is_success:
-            bound.info("opsgenie.sent", status=status)
-            try:
-                answer = response.json()
-            except ValueError:
-                return {}
-            return answer if isinstance(answer, dict) else {}
-        complaint = self._redact(_complaint(response))
-        if not (what == "get" and status == 404):
-            bound.warning("opsgenie.refused", status=status, complaint=complaint)
-        raise action_error(
-            f"Opsgenie {what} {path}: answered {status}: {complaint}",
+        bound = log.bind(notifier=self.name)
+        response = send(
+            self._http,
+            method,
+            url,
             service=SERVICE,
-            status=status,
-            retry_after=retry_after(response),
+            what=f"{what} {path}",
+            scrub=self._redact,
+            log=bound,
+            complaint=_complaint,
+            quiet=(404,) if what == "get" else (),  # a lookup's "not there" is an answer
+            params=params,
+            json=body,
+            headers=headers,
+            timeout=self.timeout_s,
         )
+        bound.info("opsgenie.sent", what=what, status=response.status_code)
+        return json_object(response)
 
 
 def _complaint(response: httpx.Response) -> str:

@@ -20,8 +20,7 @@ from typing import Any
 import httpx
 import structlog
 
-from actions.http import retry_after
-from watchdog.errors import ActionRetryable, action_error
+from actions.http import json_object, send
 from watchdog.observability import redact
 
 log = structlog.get_logger("actions.pagerduty")
@@ -166,21 +165,17 @@ class PagerDuty:
     def _send(self, path: str, event: dict[str, Any], what: str) -> dict[str, Any]:
         """POST one event; the parsed 2xx body, or the error the caller can act on."""
         body = {"routing_key": self._routing_key, **redact(event)}  # the key itself is a secret
-        try:
-            response = self._http.post(f"{self.events_url}{path}", json=body, timeout=self.timeout_s)
-        except httpx.TransportError as exc:  # timeouts, refused and dropped connections
-            message = self._redact(f"PagerDuty {what}: {type(exc).__name__}: {exc}")
-            log.warning("pagerduty.unreachable", what=what, error=type(exc).__name__)
-            raise ActionRetryable(message, service="PagerDuty") from exc
-        status = response.status_code
-        if response.is_success:
-            log.info("pagerduty.sent", what=what, status=status)
-            try:
-                answer = response.json()
-            except ValueError:
-                return {}
-            return answer if isinstance(answer, dict) else {}
-        complaint = self._redact(_complaint(response))
-        log.warning("pagerduty.refused", what=what, status=status, complaint=complaint)
-        message = f"PagerDuty {what}: answered {status}: {complaint}"
-        raise action_error(message, service="PagerDuty", status=status, retry_after=retry_after(response))
+        response = send(
+            self._http,
+            "POST",
+            f"{self.events_url}{path}",
+            service="PagerDuty",
+            what=what,
+            scrub=self._redact,
+            log=log,
+            complaint=_complaint,
+            json=body,
+            timeout=self.timeout_s,
+        )
+        log.info("pagerduty.sent", what=what, status=response.status_code)
+        return json_object(response)

@@ -27,11 +27,10 @@ from typing import Any, Literal
 import httpx
 import structlog
 
-from actions.http import retry_after
+from actions.http import json_object, send
 from actions.notify import Notice, NoticeEvent, NoticeStatus
 from watchdog.clock import Clock
 from watchdog.config import StatuspageNotifierConfig
-from watchdog.errors import ActionFailed, ActionRetryable, action_error
 from watchdog.observability import redact
 
 __all__ = ["RATE_LIMITED", "StatuspageNotifier", "incident_marker"]
@@ -233,30 +232,18 @@ class StatuspageNotifier:
         """One request; the parsed 2xx body (a list comes back as ``{"items": [...]}``), or the error
         the caller can act on."""
         headers = {"Authorization": f"OAuth {self._api_key}", "Accept": "application/json"}
-        try:
-            response = self._http.request(
-                method, url, json=body, headers=headers, timeout=self._cfg.timeout_s
-            )
-        except httpx.TransportError as exc:  # timeouts, refused and dropped connections
-            log.warning("statuspage.unreachable", notifier=self.name, what=what, error=type(exc).__name__)
-            message = self._redact(f"{SERVICE} {what}: {type(exc).__name__}: {exc}")
-            raise action_error(message, service=SERVICE, status=None) from exc
-        status = response.status_code
-        if response.is_success:
-            try:
-                answer = response.json()
-            except ValueError:
-                return {}
-            if isinstance(answer, list):
-                return {"items": [a for a in answer if isinstance(a, dict)]}
-            return answer if isinstance(answer, dict) else {}
-        complaint = self._redact(_complaint(response))
-        log.warning("statuspage.refused", notifier=self.name, what=what, status=status, complaint=complaint)
-        message = f"{SERVICE} {what}: answered {status}: {complaint}"
-        raise _error(message, status, retry_after(response))
-
-
-def _error(message: str, status: int, wait: float | None) -> ActionFailed:
-    if status in RATE_LIMITED:
-        return ActionRetryable(message, wait, service=SERVICE, status=status)
-    return action_error(message, service=SERVICE, status=status, retry_after=wait)
+        response = send(
+            self._http,
+            method,
+            url,
+            service=SERVICE,
+            what=what,
+            scrub=self._redact,
+            log=log.bind(notifier=self.name),
+            complaint=_complaint,
+            also_retryable=RATE_LIMITED,
+            json=body,
+            headers=headers,
+            timeout=self._cfg.timeout_s,
+        )
+        return json_object(response)

@@ -20,11 +20,10 @@ from typing import Any, cast
 import httpx
 import structlog
 
-from actions.http import retry_after
+from actions.http import send
 from actions.notify import Notice, NoticeSeverity
 from watchdog.clock import Clock
 from watchdog.config import TeamsNotifierConfig
-from watchdog.errors import action_error
 from watchdog.observability import redact
 
 __all__ = ["CARD_CONTENT_TYPE", "CARD_SCHEMA", "TeamsNotifier", "card", "message"]
@@ -139,26 +138,20 @@ class TeamsNotifier:
         return text
 
     def _post(self, notice: Notice) -> None:
-        what = f"Teams {self.name} post {notice.key}"
         bound = log.bind(notifier=self.name, key=notice.key, subject=notice.subject, env=notice.env)
-        try:
-            response = self._http.post(self._url, json=message(notice), timeout=self.timeout_s)
-        except httpx.TransportError as exc:  # timeouts, refused and dropped connections
-            bound.warning("teams.unreachable", error=type(exc).__name__)
-            message_ = self._redact(f"{what}: {type(exc).__name__}: {exc}")
-            raise action_error(message_, service=SERVICE, status=None) from exc
-        status = response.status_code
-        if response.is_success:
-            bound.info("teams.posted", status=status)
-            return
-        complaint = self._redact(_complaint(response))
-        bound.warning("teams.refused", status=status, complaint=complaint)
-        raise action_error(
-            f"{what}: answered {status}: {complaint}",
+        response = send(
+            self._http,
+            "POST",
+            self._url,
             service=SERVICE,
-            status=status,
-            retry_after=retry_after(response),
+            what=f"{self.name} post {notice.key}",
+            scrub=self._redact,
+            log=bound,
+            complaint=_complaint,
+            json=message(notice),
+            timeout=self.timeout_s,
         )
+        bound.info("teams.posted", status=response.status_code)
 
 
 def _complaint(response: httpx.Response) -> str:

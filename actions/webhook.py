@@ -28,11 +28,11 @@ from typing import Any
 import httpx
 import structlog
 
-from actions.http import retry_after
+from actions.http import send
 from actions.notify import Notice
 from watchdog.clock import Clock
 from watchdog.config import WebhookNotifierConfig
-from watchdog.errors import ActionFailed, ActionRetryable, WatchdogError, action_error
+from watchdog.errors import WatchdogError
 from watchdog.observability import redact
 
 __all__ = [
@@ -154,25 +154,17 @@ class WebhookNotifier:
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: sign(self._secret.encode(), timestamp, body),
         }
-        what = f"webhook {self.name} delivery {notice.key}"
         bound = log.bind(notifier=self.name, key=notice.key, subject=notice.subject, env=notice.env)
-        try:
-            response = self._http.post(self.url, content=body, headers=headers, timeout=self.timeout_s)
-        except httpx.TransportError as exc:  # timeouts, refused and dropped connections
-            bound.warning("webhook.unreachable", error=type(exc).__name__)
-            message = self._redact(f"{what}: {type(exc).__name__}: {exc}")
-            raise action_error(message, service=SERVICE, status=None) from exc
-        status = response.status_code
-        if response.is_success:
-            bound.info("webhook.delivered", status=status)
-            return
-        complaint = self._redact(response.text[:200].strip() or response.reason_phrase)
-        bound.warning("webhook.refused", status=status, complaint=complaint)
-        raise _answer_error(f"{what}: answered {status}: {complaint}", status, retry_after(response))
-
-
-def _answer_error(message: str, status: int, wait: float | None) -> ActionFailed:
-    """408 (the receiver timed out reading us) may pass later too, beside the usual 429 and 5xx."""
-    if status == 408:
-        return ActionRetryable(message, wait, service=SERVICE, status=status)
-    return action_error(message, service=SERVICE, status=status, retry_after=wait)
+        response = send(
+            self._http,
+            "POST",
+            self.url,
+            service=SERVICE,
+            what=f"{self.name} delivery {notice.key}",
+            scrub=self._redact,
+            log=bound,
+            content=body,
+            headers=headers,
+            timeout=self.timeout_s,
+        )
+        bound.info("webhook.delivered", status=response.status_code)

@@ -37,10 +37,11 @@ class SourceGarbled(SourceUnavailable):
 
 
 def retryable_status(status: int) -> bool:
-    """The one rule for HTTP answers: a 5xx or a 429 may pass later; any other status is final.
-    (A vendor's own rate-limit signal on another status, like GitHub's 403 with an exhausted
-    ``x-ratelimit-remaining``, is mapped by that vendor's client.)"""
-    return status >= 500 or status == 429
+    """The one rule for HTTP answers: a 5xx, a 429 or a 408 (the server timed out waiting for the
+    request) may pass later; any other status is final. (A vendor's own rate-limit signal on another
+    status, like GitHub's 403 with an exhausted ``x-ratelimit-remaining``, is mapped by that
+    vendor's client.)"""
+    return status >= 500 or status in (408, 429)
 
 
 class ActionFailed(WatchdogError):

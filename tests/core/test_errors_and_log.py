@@ -31,6 +31,7 @@ from watchdog.store import DecisionEntry, ReleaseRef, Store
         (502, True),
         (503, True),
         (429, True),
+        (408, True),
         (400, False),
         (403, False),
         (404, False),

@@ -396,3 +396,17 @@ def test_slack_requests_that_are_forged_stale_replayed_or_from_strangers_change_
     taken = ok.request
     replay = httpx.post(url, content=taken.content, headers=dict(taken.headers))
     assert replay.status_code == 401 and "replay" in replay.json()["error"]
+
+
+def test_a_veto_from_the_cli_is_queued_for_the_daemon_to_tell(world: Callable[..., World]) -> None:
+    """The CLI has no notifiers: what it decides is queued in the same outbox, with its entry, and
+    the daemon's notices job tells it (here: the Slack message shows the veto and who gave it)."""
+    from watchdog.cli import _overrides
+
+    w = world(config=PROPOSE)
+    incident, ts = _proposed(w)
+    _overrides(w.app.cfg, w.app.store).veto(incident, actor="erin", reason="known noise, keep it")
+    queued = [r for r in w.app.store.notices(incident_id=incident) if r.phase == "pending"]
+    assert {r.notifier for r in queued} >= {"chat", "hook"}
+    w.run(incident)
+    assert "erin" in json.dumps(w.slack.message(ts, DEPLOYS_CHANNEL).blocks)

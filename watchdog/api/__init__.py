@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watchdog import __version__
 from watchdog.api.auth import Principal, Tokens
-from watchdog.api.hooks import add_hook_routes, audit, audit_log
+from watchdog.api.hooks import IncidentWriter, add_hook_routes, audit, audit_log
 from watchdog.api.models import (
     ApiError,
     DecisionOut,
@@ -75,7 +75,7 @@ log = structlog.get_logger("watchdog.api")
 MAX_PAGE = 500
 
 
-class Writer(Protocol):
+class Writer(IncidentWriter, Protocol):
     """The engine's methods the API calls (``watchdog.engine.Engine`` has them)."""
 
     def announce(
@@ -100,19 +100,6 @@ class Writer(Protocol):
         trigger: str = ...,
         reference: str | None = None,
     ) -> int: ...
-
-    def incident_reported(
-        self,
-        env: str,
-        service: str,
-        *,
-        source: str,
-        title: str,
-        url: str | None,
-        occurred_at: float,
-        reference: str,
-        window_s: float,
-    ) -> int | None: ...
 
 
 @dataclass
