@@ -49,6 +49,31 @@ def tag_problem(tag: str) -> str | None:
     return None
 
 
+def _figure(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def point(watch_id: int, now: float, r: SignalResult) -> dict[str, Any]:
+    """A signal's point of this tick: its state, statistic and threshold, and the two cohorts'
+    figures where its detector compares them (bad fractions; a gauge's worst value and limit)."""
+    v = r.verdict
+    ev: dict[str, Any] = v.evidence if v is not None else {}
+    found = ev.get("worst")
+    worst: dict[str, Any] = found if isinstance(found, dict) else ev
+    canary = worst.get("canary_rate", ev.get("canary_rate", ev.get("worst_last_value")))
+    baseline = worst.get("baseline_rate", ev.get("baseline_rate", ev.get("limit")))
+    return {
+        "watch_id": watch_id,
+        "at": now,
+        "signal": r.signal,
+        "state": r.state.value,
+        "statistic": _figure(v.statistic) if v is not None else None,
+        "threshold": _figure(v.threshold) if v is not None else None,
+        "canary": _figure(canary),
+        "baseline": _figure(baseline),
+    }
+
+
 def _check_tag(ref: ReleaseRef) -> None:
     problem = tag_problem(ref.tag)
     if problem is not None:
@@ -427,6 +452,7 @@ class Engine:
         return mem
 
     def _remember(self, watch: Watch, mem: _WatchMemory, results: list[SignalResult], now: float) -> None:
+        self.store.add_points([point(watch.id, now, r) for r in results])
         for r in results:
             if mem.states.get(r.signal) is not r.state:
                 mem.states[r.signal] = r.state

@@ -132,3 +132,25 @@ def test_loop_guard_allows_one_automatic_rollback_per_environment_and_period(tmp
     guarded = [e for e in store.decisions() if e.kind == DecisionKind.ROLLBACK_DECIDED.value][-1]
     assert guarded.result == "not_started" and "loop guard" in guarded.reason
     assert store.open_incidents() == []
+
+
+def test_every_tick_leaves_each_signals_point_for_the_dashboard(tmp_path: Path) -> None:
+    """Verdicts keep only the changes of state; the points keep the path: one per signal per tick,
+    the statistic against its threshold, the canary's and the baseline's bad fraction."""
+    from watchdog.api import watch_series_of
+
+    sc = write_scenario(tmp_path / "bad", err_after=0.08, regression=True)
+    engine, clock, store = make(tmp_path, sc)
+    run_until_watch_ends(engine, clock, store)
+    (watch,) = [w for w in store.page(type(store.watch(1)), limit=10) if w.kind == "deploy"]
+    points = store.points(watch.id, "http_5xx")
+    ticks = {p.at for p in store.points(watch.id)}
+    assert len(points) == len(ticks) >= 2  # every tick, not only the changes
+    last = points[-1]
+    assert last.state == "fail" and last.statistic is not None and last.threshold is not None
+    assert last.statistic >= last.threshold
+    assert last.canary is not None and last.baseline is not None and last.canary > last.baseline
+    series = watch_series_of(store, watch)
+    assert {s.signal for s in series.signals} >= {"http_5xx"}
+    kinds = [m.kind for m in series.markers]
+    assert kinds[0] == "deploy" and "rollback_decided" in kinds

@@ -34,18 +34,22 @@ from watchdog.api.models import (
     IncidentDetail,
     IncidentOut,
     LiftIn,
+    Marker,
     OverrideIn,
     Page,
     PauseIn,
     PauseOut,
     PinOut,
+    PointOut,
     QuarantineOut,
     Ready,
     ReleaseOut,
     ResumeIn,
     RollbackIn,
     RollbackOut,
+    SeriesOut,
     ServiceState,
+    SignalSeries,
     StepOut,
     VerdictOut,
     WatchDetail,
@@ -371,6 +375,20 @@ def create_api(ctx: ApiContext) -> FastAPI:
         except StoreError as exc:
             raise HTTPException(404, f"no watch {watch_id}") from exc
 
+    @api.get(
+        "/v1/watches/{watch_id}/series",
+        response_model=SeriesOut,
+        tags=["read"],
+        responses={404: {"model": ApiError}},
+    )
+    def watch_series(who: Reader, watch_id: int) -> SeriesOut:
+        """Each signal's path through the watch (state, statistic against its threshold, canary
+        and baseline) and the markers along it: the deploy, the decisions, the rollback's steps."""
+        try:
+            return watch_series_of(store, store.watch(watch_id))
+        except StoreError as exc:
+            raise HTTPException(404, f"no watch {watch_id}") from exc
+
     @api.get("/v1/incidents", response_model=Page[IncidentOut], tags=["read"])
     def incidents(
         who: Reader,
@@ -612,6 +630,31 @@ def create_api(ctx: ApiContext) -> FastAPI:
     add_hook_routes(api, cfg, store, ctx.clock, _needs_overrides, ctx.writer, ctx.http)
     api.add_middleware(BodyLimit, limit=cfg.api.max_body_bytes)
     return api
+
+
+def watch_series_of(store: Store, watch: Watch) -> SeriesOut:
+    """A watch's signal paths and markers (the dashboard and the evidence picture draw them)."""
+    by_signal: dict[str, list[PointOut]] = {}
+    for p in store.points(watch.id):
+        by_signal.setdefault(p.signal, []).append(PointOut.model_validate(p))
+    markers = [Marker(at=watch.started_at, kind="deploy", label="deploy")]
+    incidents = {watch.incident_id} if watch.incident_id else set()
+    for e in store.decisions(env=watch.env):
+        if e.watch_id == watch.id and e.kind not in (DecisionKind.NOTICE, DecisionKind.WATCH_STARTED):
+            markers.append(Marker(at=e.at, kind=e.kind.value, label=e.reason[:120]))
+            if e.incident_id:
+                incidents.add(e.incident_id)
+    for incident_id in sorted(i for i in incidents if i is not None):
+        for step in store.steps(incident_id):
+            if step.started_at is not None and step.name != "post_rollback_watch":
+                markers.append(
+                    Marker(at=step.started_at, kind="step", label=f"{step.name} ({step.phase.value})")
+                )
+    return SeriesOut(
+        watch=WatchOut.model_validate(watch),
+        signals=[SignalSeries(signal=name, points=points) for name, points in by_signal.items()],
+        markers=sorted(markers, key=lambda m: m.at),
+    )
 
 
 # ---------------------------------------------------------------------------- the server

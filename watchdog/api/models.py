@@ -76,6 +76,36 @@ class WatchDetail(WatchOut):
     signals: list[VerdictOut] = Field(description="Each signal's newest verdict in this watch.")
 
 
+class PointOut(Out):
+    at: float
+    state: str
+    statistic: float | None
+    threshold: float | None
+    canary: float | None = Field(description="The canary's figure (a bad fraction; a gauge's worst value).")
+    baseline: float | None = Field(description="The baseline's figure (a gauge's limit).")
+
+
+class SignalSeries(BaseModel):
+    signal: str
+    points: list[PointOut]
+
+
+class Marker(BaseModel):
+    """Something that happened at a time: the deploy, a decision, a pipeline step."""
+
+    at: float
+    kind: str
+    label: str
+
+
+class SeriesOut(BaseModel):
+    """A watch as it went: each signal's path tick by tick, and the markers along it."""
+
+    watch: WatchOut
+    signals: list[SignalSeries]
+    markers: list[Marker]
+
+
 class StepOut(Out):
     name: str
     phase: StepPhase

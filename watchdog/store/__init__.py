@@ -53,6 +53,7 @@ from watchdog.store.models import (
     Quarantine,
     Release,
     SeenRequest,
+    SignalPoint,
     Step,
     VerdictRow,
     Watch,
@@ -76,6 +77,7 @@ __all__ = [
     "Quarantine",
     "Release",
     "ReleaseRef",
+    "SignalPoint",
     "Step",
     "Store",
     "VerdictRow",
@@ -642,6 +644,21 @@ class Store:
                     evidence=evidence,
                 )
             )
+
+    def add_points(self, rows: Sequence[dict[str, Any]]) -> None:
+        """A tick's signal points, in one statement."""
+        if not rows:
+            return
+        with self.session() as s:
+            s.execute(sa.insert(SignalPoint), list(rows))
+
+    def points(self, watch_id: int, signal: str | None = None) -> list[SignalPoint]:
+        """A watch's signal points, oldest first (one signal's, or all)."""
+        with self.session() as s:
+            q = sa.select(SignalPoint).where(SignalPoint.watch_id == watch_id)
+            if signal is not None:
+                q = q.where(SignalPoint.signal == signal)
+            return list(s.scalars(q.order_by(SignalPoint.at, SignalPoint.id)))
 
     def verdicts(self, watch_id: int) -> list[VerdictRow]:
         with self.session() as s:

@@ -345,3 +345,22 @@ class Quarantine(Base):
     lifted_at: Mapped[float | None] = mapped_column(Float)
     lifted_by: Mapped[str | None] = mapped_column(String(128))
     lift_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class SignalPoint(Base):
+    """One signal of one watch at one tick: its state, the test's statistic against its threshold,
+    and the canary's and the baseline's figure where it compares them — the path the dashboard and
+    the evidence picture draw (verdicts keep only the changes of state)."""
+
+    __tablename__ = "signal_points"
+    __table_args__ = (Index("ix_signal_points_watch", "watch_id", "signal", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    watch_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[float] = mapped_column(Float)
+    signal: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(32))
+    statistic: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    canary: Mapped[float | None] = mapped_column(Float)
+    baseline: Mapped[float | None] = mapped_column(Float)
