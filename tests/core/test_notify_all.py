@@ -27,6 +27,7 @@ from watchdog.emulator.grafana import DASHBOARD_UID, GrafanaEmulator
 from watchdog.emulator.opsgenie import OpsgenieEmulator
 from watchdog.emulator.slack import BOT_TOKEN, DEPLOYS_CHANNEL, SIGNING_SECRET, SlackEmulator
 from watchdog.emulator.statuspage import COMPONENT_ID, PAGE_ID, StatuspageEmulator
+from watchdog.emulator.teams import SIGNATURE as TEAMS_SIGNATURE
 from watchdog.emulator.teams import TeamsReceiver
 from watchdog.emulator.webhook import WebhookReceiver
 from watchdog.overrides import Overrides
@@ -78,7 +79,15 @@ WITH_DEV = CONFIG.replace(
 OPSGENIE_KEY = "7e0e1a52-4c1b-4d8e-9a0f-3b6c2d1e5f70"
 STATUSPAGE_KEY = "5p-key-notify-all-0000-1111-2222-33334444"
 GRAFANA_TOKEN = "glsa_notifyAllToken000000000000000_0a1b2c3d"
-SECRETS = (HOOK_SECRET, BOT_TOKEN, SIGNING_SECRET, OPSGENIE_KEY, STATUSPAGE_KEY, GRAFANA_TOKEN)
+SECRETS = (
+    HOOK_SECRET,
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    OPSGENIE_KEY,
+    STATUSPAGE_KEY,
+    GRAFANA_TOKEN,
+    TEAMS_SIGNATURE,
+)
 
 
 @pytest.fixture
@@ -218,12 +227,26 @@ def _delivered(w: World) -> None:
     )
 
 
+def _no_secret_in_any_payload(w: World) -> None:
+    """The known-secrets grep of every notifier's payload: no body any vendor received (and no
+    notice the store keeps) holds a secret of the config — credentials travel in headers only."""
+    bodies: list[str] = []
+    for vendor in (w.slack, w.pager, w.teams, w.hook, w.status, w.graphs):
+        for ex in vendor.requests():
+            bodies.append(ex.request_body.decode(errors="replace"))
+    bodies += [str(r.payload) for r in w.app.store.notices()]
+    assert bodies
+    leaks = [(secret, body[:80]) for secret in SECRETS for body in bodies if secret in body]
+    assert leaks == []
+
+
 def test_a_detected_prod_rollback_reaches_every_notifier_as_its_vendor_expects(
     world: Callable[..., World],
 ) -> None:
     w = world()
     w.watch()
     incident = w.run()
+    _no_secret_in_any_payload(w)
     store = w.app.store
     assert incident.phase == IncidentPhase.RESOLVED and incident.trigger == "signal:healthcheck"
     pin = store.current_pin("prod", "stamps-api")
