@@ -53,6 +53,18 @@ def _logging_is_restored() -> Iterator[None]:
     root.handlers, root.level = handlers, level
 
 
+@pytest.fixture(autouse=True)
+def _secrets_are_forgotten() -> Iterator[None]:
+    """The secrets a test's App registers for redaction are its own: the next test's messages are
+    not masked by them (a test of a client's own scrubbing would pass or fail by the order)."""
+    from watchdog import observability
+
+    registered = set(observability._SECRETS)
+    yield
+    observability._SECRETS.clear()
+    observability._SECRETS.update(registered)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """When the image's tests are selected, its build starts now and overlaps the other tests."""
     if any(
