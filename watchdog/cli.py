@@ -281,6 +281,22 @@ def cmd_log(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_shadow_report(args: argparse.Namespace) -> int:
+    from watchdog.shadow import format_report, shadow_report
+
+    cfg = _config_for(args)
+    now = RealClock().now()
+    with _store(cfg, create=False) as store:
+        report = shadow_report(
+            store, env=args.env, since=now - args.since, now=now, hotfix_window_s=args.hotfix_window
+        )
+    if args.json:
+        print(json.dumps(redact(report.as_dict()), indent=2))
+    else:
+        print(redact(format_report(report)))
+    return EXIT_OK
+
+
 def _engine(cfg: WatchdogConfig, store: Store) -> Engine:
     """An engine for one command: what it decides is logged, and its notices are queued for the
     daemon to deliver (the same outbox, without the notifiers)."""
@@ -606,10 +622,69 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_scenario_export(args: argparse.Namespace) -> int:
+    from watchdog.openmetrics import export_scenario
+
+    done = export_scenario(args.scenario, start=args.start, labels=dict(args.label or ()))
+    try:
+        Path(args.out).write_text(done.text)
+    except OSError as exc:
+        raise ConfigError([f"{args.out}: cannot write: {exc.strerror}"]) from exc
+    sc = done.scenario
+    print(
+        f"{sc.name}: {done.series} series, {done.samples} samples → {args.out} "
+        f"(deploy at {done.scenario.deploy_at + done.shift_s:.0f}; "
+        f"load with: promtool tsdb create-blocks-from openmetrics {args.out} DATA_DIR)"
+    )
+    return EXIT_OK
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from watchdog.app import build_source
+    from watchdog.backtest import format_table, github_deploys, load_deploys, report_json, run_backtest
+
+    cfg = _config_for(args)  # an unknown --env is refused here, naming the environments there are
+    if cfg.source.kind == "scrape":
+        raise ConfigError(
+            [f"{args.config}: source.kind: a backtest reads history; 'scrape' keeps none (use prometheus)"]
+        )
+    clock = RealClock()
+    until = clock.now()
+    since = until - args.since
+    deploys = load_deploys(args.deploys, cfg) if args.deploys else github_deploys(cfg, args.env, since, clock)
+    watch_s = cfg.env(args.env).watch_s
+    chosen = [d for d in deploys if d.deployed_at >= since and d.deployed_at + watch_s <= until]
+    if len(chosen) < len(deploys):
+        print(
+            f"{len(deploys) - len(chosen)} deploys skipped: before --since, or their watch has not ended yet",
+            file=sys.stderr,
+        )
+    configure_logging("console", "error")  # every watch logs as the daemon's would: only problems
+    results = run_backtest(cfg, args.env, build_source(cfg, clock), chosen)
+    if args.json:
+        print(json.dumps(report_json(args.env, since, until, results), indent=1))
+    else:
+        print(format_table(results))
+    return EXIT_OK
+
+
+def _label(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name) or name == "__name__":
+        raise argparse.ArgumentTypeError(f"{text!r}: a label as NAME=VALUE (NAME a Prometheus label name)")
+    return name, value
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from watchdog.demo.runner import run_demo
 
-    return run_demo(healthy=args.healthy, veto=args.veto, config_path=args.config, workdir=args.workdir)
+    return run_demo(
+        healthy=args.healthy,
+        veto=args.veto,
+        config_path=args.config,
+        workdir=args.workdir,
+        serve_s=args.serve or 0.0,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -653,6 +728,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true", help="JSON instead of a table")
     s.set_defaults(func=cmd_log)
+
+    s = sub.add_parser(
+        "shadow-report",
+        help="shadow mode: each 'would have rolled back' and shadow promotion against what the team did",
+    )
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("--env", help="one environment (default: all)")
+    s.add_argument(
+        "--since", type=_duration, default=30 * 86400.0, help="how far back, e.g. 7d (default 30d)"
+    )
+    s.add_argument(
+        "--hotfix-window",
+        type=_duration,
+        default=86400.0,
+        help="a newer deploy this soon after a release counts as its hotfix (default 24h)",
+    )
+    s.add_argument("--json", action="store_true", help="JSON instead of a table")
+    s.set_defaults(func=cmd_shadow_report)
 
     def release_args(s: argparse.ArgumentParser, *, config_required: bool = True) -> None:
         s.add_argument("-c", "--config", required=config_required)
@@ -796,6 +889,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=_positive_int, help="worker processes (default: one per core)")
     s.set_defaults(func=cmd_bench)
 
+    s = sub.add_parser("scenario", help="scenario directories (shared/scenario-format.md)")
+    ssub = s.add_subparsers(dest="scenario_cmd", required=True)
+    e = ssub.add_parser("export", help="a scenario's series as OpenMetrics, for promtool's backfill")
+    e.add_argument("--scenario", required=True, metavar="DIR")
+    e.add_argument("--out", required=True, metavar="FILE.om")
+    e.add_argument(
+        "--start",
+        type=_unix_time,
+        help="move the scenario's times so that it starts at this Unix time (default: as recorded)",
+    )
+    e.add_argument(
+        "--label",
+        action="append",
+        type=_label,
+        metavar="NAME=VALUE",
+        help="add a label to every series (repeatable), e.g. service=stamps-api for a service's match",
+    )
+    e.set_defaults(func=cmd_scenario_export)
+
+    s = sub.add_parser("backtest", help="what today's configuration would have decided for each past deploy")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("--env", required=True)
+    s.add_argument(
+        "--since", type=_duration, default=_duration("30d"), help="how far back, e.g. 7d (default: 30d)"
+    )
+    s.add_argument(
+        "--deploys",
+        metavar="FILE.json",
+        help='the deploys, instead of GitHub\'s deployments: [{"service", "tag", "deployed_at", '
+        '"outcome": "rolled_back|kept|hotfixed"}]',
+    )
+    s.add_argument("--json", action="store_true", help="JSON instead of a table")
+    s.set_defaults(func=cmd_backtest)
+
     s = sub.add_parser("demo", help="the whole loop on loopback: a bad deploy, detected and rolled back")
     s.add_argument("--healthy", action="store_true", help="deploy a good release and see it promoted")
     s.add_argument("--config", help="demo configuration (default: the packaged config/demo.yaml)")
@@ -804,6 +931,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--veto",
         action="store_true",
         help="deploy the bad release, then veto its rollback through the API inside the veto window",
+    )
+    s.add_argument(
+        "--serve",
+        nargs="?",
+        const=600.0,
+        type=_duration,
+        help="keep serving the dashboard after the summary (default 10m; e.g. --serve 1h)",
     )
     s.set_defaults(func=cmd_demo)
     return p

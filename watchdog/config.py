@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -474,6 +475,20 @@ class EnvironmentPolicy(Strict):
     approval: ApprovalMode = ApprovalMode.NONE
     watch_s: float = Field(default=1800.0, gt=0, description="How long a new release is watched.")
     post_rollback_watch_s: float = Field(default=1800.0, gt=0)
+    mode: Literal["act", "shadow"] = Field(
+        default="act",
+        description="shadow: everything is watched, decided and logged, but nothing is changed — a "
+        "rollback is logged as 'would have rolled back' (no incident, page or ticket), a promotion "
+        "as 'shadow' (the pin does not move). `rollback-watchdog shadow-report` compares them with "
+        "what the team did.",
+    )
+    post_promotion_watch_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="After a promotion the release is watched this long more, before/after against "
+        "its pre-deploy window on the rollback-severity signals; a regression rolls it back to the "
+        "release pinned before it. 0 turns it off.",
+    )
     alpha: float = Field(default=0.01, gt=0, lt=0.5, description="False-alarm budget per deploy.")
     on_inconclusive: Literal["hold", "page", "extend"] = Field(
         default="page",
@@ -1001,6 +1016,21 @@ class ApiToken(Strict):
     role: ApiRole
 
 
+class TrustedProxy(Strict):
+    """A reverse proxy that signs people in (oauth2-proxy and the like) and names them in a header.
+    The header is believed only on connections from ``sources``: anyone else could send it."""
+
+    header: str = Field(
+        default="X-Auth-Request-User",
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="The header carrying the signed-in user (oauth2-proxy: X-Auth-Request-User).",
+    )
+    sources: list[IPvAnyNetwork] = Field(
+        min_length=1,
+        description="The proxy's addresses (CIDR): the header from any other peer is ignored.",
+    )
+
+
 class ApiConfig(Strict):
     enabled: bool = Field(default=True, description="Serve the HTTP API in the daemon process.")
     listen: str = Field(
@@ -1013,6 +1043,10 @@ class ApiConfig(Strict):
         description="Bearer tokens and their roles; without any, only the probes answer.",
     )
     max_body_bytes: int = Field(default=65_536, gt=0, le=16 * 1024 * 1024)
+    trusted_proxy: TrustedProxy | None = Field(
+        default=None,
+        description="Believe this proxy's identity header for the dashboard (read-only, as a viewer).",
+    )
 
     @property
     def host(self) -> str:

@@ -265,7 +265,7 @@ class Engine:
             release = self.store.upsert_release(env, service, ref, deployed_at)
             stable = self.store.current_pin(env, service)
             for old in self.store.running_watches(env, service):
-                if old.kind == WatchKind.DEPLOY.value and self.store.end_watch(
+                if old.kind in (WatchKind.DEPLOY, WatchKind.POST_PROMOTION) and self.store.end_watch(
                     old.id, WatchPhase.SUPERSEDED, self.clock.now(), f"superseded by the deploy of {ref.tag}"
                 ):
                     self.decisions.record(
@@ -383,19 +383,46 @@ class Engine:
         if mem.evaluator is None:
             assert self.source is not None
             policy = self.cfg.env(watch.env)
+            svc, reference_end = self.cfg.service(watch.service), None
+            if watch.kind == WatchKind.POST_PROMOTION:
+                svc, reference_end = self._after_promotion(watch, svc)
             mem.evaluator = WatchEvaluator(
-                self.cfg.service(watch.service),
+                svc,
                 self.source,
                 policy,
                 watch_start=watch.started_at,
                 alpha=policy.alpha,
                 lookback_s=self.cfg.source.lookback_s,
                 step_s=self.step_s,
+                reference_end=reference_end,
             )
         return mem.evaluator
 
+    def _after_promotion(self, watch: Watch, svc: ServiceConfig) -> tuple[ServiceConfig, float]:
+        """What a watch after promotion evaluates: the rollback-severity signals, before/after (the
+        canary cohort is gone), against the window before the release's deploy."""
+        deployed = self.store.page(
+            Watch,
+            limit=1,
+            env=watch.env,
+            service=watch.service,
+            kind=WatchKind.DEPLOY,
+            release_id=watch.release_id,
+        )
+        signals = [
+            s
+            for s in svc.signals
+            if s.severity is Severity.ROLLBACK and not getattr(s, "omnibus", False)  # omnibus needs a canary
+        ]
+        light = svc.model_copy(update={"canary": False, "signals": signals})
+        return light, deployed[0].started_at if deployed else watch.started_at
+
     def _evaluate(self, watch: Watch, now: float) -> None:
         svc = self.cfg.service(watch.service)
+        if watch.kind == WatchKind.POST_PROMOTION and self._rolled_back_since(watch):
+            self.store.end_watch(watch.id, WatchPhase.ABORTED, now, "a rollback of the service began")
+            self._notify_end(watch, WatchPhase.ABORTED)
+            return
         mem = self._memory.get(watch.id) or self._recall(watch)
         results = self._evaluator(watch, mem).advance(min(now, watch.ends_at))
         self._remember(watch, mem, results, now)
@@ -430,6 +457,14 @@ class Engine:
                 )
         if now >= watch.ends_at:
             self._finish(watch, svc, results, mem, now)
+
+    def _rolled_back_since(self, watch: Watch) -> bool:
+        """A rollback of the service began after ``watch`` did (a human's, an incident's): the
+        promoted release is no longer what runs, so its watch after promotion has nothing to watch."""
+        return any(
+            i.service == watch.service and i.phase not in (IncidentPhase.VETOING, IncidentPhase.VETOED)
+            for i in self.store.incidents_since(watch.env, watch.started_at)
+        )
 
     def _recall(self, watch: Watch) -> _WatchMemory:
         """Rebuild what the engine knew of a watch from its stored verdicts (after a restart)."""
@@ -549,8 +584,12 @@ class Engine:
     ) -> bool | None:
         """Page oncall about the watch itself (its own dedup key).
 
-        True when the page went out, False when it failed (try again), None with no pager.
+        True when the page went out, False when it failed (try again), None with no pager (or in
+        shadow mode: a watchdog on trial wakes nobody).
         """
+        if self.cfg.env(watch.env).mode == "shadow":
+            log.info("shadow mode: would page oncall", summary=summary, dedup_key=key)
+            return None
         if self.pager is None:
             log.warning("would page oncall, but no pager is configured", summary=summary, dedup_key=key)
             return None
@@ -594,6 +633,20 @@ class Engine:
                 still = "; ".join(f"{r.signal}: {r.slo_breach or r.summary}" for r in failed)
                 # the pipeline's post-rollback step sees the failed watch and escalates
                 ended = self.store.end_watch(watch.id, WatchPhase.FAILED, now, f"not recovered: {still}")
+            elif watch.kind == WatchKind.POST_PROMOTION:
+                ended = self.store.end_watch(
+                    watch.id, WatchPhase.FAILED, now, f"regressed after promotion: {names}"
+                )
+                if ended:
+                    before = watch.previous_release_id
+                    then = self._decide_rollback(
+                        watch,
+                        f"regressed after promotion: {reason}",
+                        evidence,
+                        f"post_promotion:{failed[0].signal}",
+                        now,
+                        target=self.store.release(before) if before is not None else None,
+                    )
             else:
                 ended = self.store.end_watch(watch.id, WatchPhase.FAILED, now, f"failed: {names}")
                 if ended:
@@ -619,10 +672,24 @@ class Engine:
         roll back to (default: the stable pin); ``refused_page`` pages oncall when no rollback may
         start. Returns what to do once the transition committed (a page), if anything."""
         release = self.store.release(watch.release_id)
+        stable = target or self.store.current_pin(watch.env, watch.service)
+        if self.cfg.env(watch.env).mode == "shadow":
+            to = (
+                stable.tag if stable is not None and stable.id != release.id else "(nothing pinned before it)"
+            )
+            self._record(
+                watch,
+                DecisionKind.ROLLBACK_DECIDED,
+                f"shadow mode: would have rolled back {release.tag} to {to}: {reason}; nothing was changed",
+                DecisionResult.SHADOW_ROLLBACK,
+                from_release=release,
+                to_release=stable,
+                evidence={**evidence, "trigger": trigger},
+            )
+            return None
         vetoed = release.status == ReleaseStatus.VETOED
         if not vetoed:
             self.store.set_release_status(release.id, ReleaseStatus.FAILED)
-        stable = target or self.store.current_pin(watch.env, watch.service)
         why = self._guard(watch.env, watch.service, now)
         if vetoed:
             why = f"a human vetoed the automatic rollback of {release.tag} in {watch.env}; a human decides"
@@ -921,9 +988,10 @@ class Engine:
         release = self.store.release(watch.release_id)
         unseen = self._unseen(watch, results, now)
         evidence = {"final": [r.evidence() for r in results], "unseen": unseen}
-        if watch.kind == WatchKind.POST_ROLLBACK.value:
+        if watch.kind in (WatchKind.POST_ROLLBACK, WatchKind.POST_PROMOTION):
             phase = WatchPhase.INCONCLUSIVE if unseen else WatchPhase.SUCCESSFUL
-            summary = "recovered" if not unseen else f"not seen: {unseen}"
+            healthy = "recovered" if watch.kind == WatchKind.POST_ROLLBACK else "healthy after promotion"
+            summary = healthy if not unseen else f"not seen: {unseen}"
             if self.store.end_watch(watch.id, phase, now, summary):
                 self._notify_end(watch, phase)
             return
@@ -953,7 +1021,7 @@ class Engine:
                     evidence=evidence,
                 )
             return
-        paging = policy.on_inconclusive in ("page", "extend")
+        paging = policy.on_inconclusive in ("page", "extend") and policy.mode == "act"
         then = "held for a human; oncall paged" if paging else "held for a human"
         if paging:
             self._page(
@@ -980,17 +1048,47 @@ class Engine:
 
     def _promote(self, watch: Watch, release: Release, evidence: dict[str, Any], now: float) -> None:
         policy = self.cfg.env(watch.env)
-        self.store.set_release_status(release.id, ReleaseStatus.STABLE)
         previous = self.store.current_pin(watch.env, watch.service)
-        self.store.pin(watch.env, watch.service, release.id, now, Actor.AUTOMATIC.value, "passed its watch")
-        self._record(
-            watch,
-            DecisionKind.PROMOTED,
-            f"{release.tag} passed its {policy.watch_s:.0f}s watch and is pinned as stable",
-            DecisionResult.SUCCESSFUL,
-            from_release=previous,
-            to_release=release,
-            evidence=evidence,
+        more = policy.post_promotion_watch_s
+        then = f"; watched {more:.0f}s more after promotion" if more > 0 else ""
+        if policy.mode == "shadow":  # the team's own process decides what is stable meanwhile
+            self._record(
+                watch,
+                DecisionKind.PROMOTED,
+                f"shadow mode: {release.tag} passed its {policy.watch_s:.0f}s watch and would be "
+                f"pinned as stable; the pin was not moved{then}",
+                DecisionResult.SHADOW,
+                from_release=previous,
+                to_release=release,
+                evidence=evidence,
+            )
+        else:
+            self.store.set_release_status(release.id, ReleaseStatus.STABLE)
+            self.store.pin(
+                watch.env, watch.service, release.id, now, Actor.AUTOMATIC.value, "passed its watch"
+            )
+            self._record(
+                watch,
+                DecisionKind.PROMOTED,
+                f"{release.tag} passed its {policy.watch_s:.0f}s watch and is pinned as stable{then}",
+                DecisionResult.SUCCESSFUL,
+                from_release=previous,
+                to_release=release,
+                evidence=evidence,
+            )
+        self.watch_after_promotion(watch.env, watch.service, release, previous, now)
+
+    def watch_after_promotion(
+        self, env: str, service: str, release: Release, previous: Release | None, now: float
+    ) -> Watch | None:
+        """Watch a just-promoted release ``post_promotion_watch_s`` longer (none when 0): a
+        regression rolls it back to ``previous``, the release pinned before it."""
+        length = self.cfg.env(env).post_promotion_watch_s
+        if length <= 0:
+            return None
+        before = previous.id if previous is not None and previous.id != release.id else None
+        return self.store.create_watch(
+            env, service, WatchKind.POST_PROMOTION.value, release.id, before, now, now + length
         )
 
     def _record(

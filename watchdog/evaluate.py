@@ -614,13 +614,17 @@ class WatchEvaluator:
         alpha: float,
         lookback_s: float,
         step_s: float,
+        reference_end: float | None = None,
     ) -> None:
+        """``reference_end``: where the pre-deploy window ends when it is not the watch's start (a
+        watch after promotion compares with the window before the deploy, not before itself)."""
         self.service = service
         self.source = source
         self.policy = policy
         self.lookback_s = lookback_s
         self.step_s = step_s
         self.watch_start = watch_start
+        self.reference_end = watch_start if reference_end is None else reference_end
         self.history_s = max(lookback_s, HISTORY_S)
         self._shared: dict[tuple[object, ...], tuple[Window, Checked]] = {}
         self._last_good: dict[LabelKey, tuple[float, float]] = {}  # each counter's newest good sample
@@ -686,13 +690,14 @@ class WatchEvaluator:
         calib = self.policy.calibration_s
         before = tracker.last if tracker.calibrated else -math.inf
         try:
-            first = tracker.last if tracker.calibrated else self.watch_start - calib
+            first = tracker.last if tracker.calibrated else self.reference_end - calib
             windows, checked = self._windows(tracker, first, now)
             if isinstance(tracker, _GaugeTracker) and sig.promql is not None:
                 tracker.expr_series = self._expr(sig.promql, now)
                 windows = [Window(tracker.expr_series, self.service, sig.by)]
             if not tracker.calibrated:
-                tracker.calibrate(windows, _spans(self.watch_start - calib, self.watch_start, self.step_s))
+                ref = self.reference_end
+                tracker.calibrate(windows, _spans(ref - calib, ref, self.step_s))
                 tracker.calibrated, tracker.last = True, self.watch_start
             upto = now if checked.hold > now else max(tracker.last, checked.hold - 1e-6)
             for s, e in _spans(tracker.last, upto, self.step_s):

@@ -251,7 +251,8 @@ class Overrides:
     # ------------------------------------------------------------------ the watch
 
     def promote(self, env: str, service: str, *, actor: str, reason: str) -> Watch:
-        """End the running watch now and pin its release as stable."""
+        """End the running watch now and pin its release as stable (a human's lever: it pins in
+        shadow mode too); the watch after promotion follows as after an automatic promotion."""
         watch = self._running_watch(env, service)
         if any(i.env == env and i.service == service for i in self.store.open_incidents()):
             raise OverrideRefused(f"a rollback of {service} in {env} is in progress: it is not promoted")
@@ -276,6 +277,7 @@ class Overrides:
                 from_release=previous,
                 to_release=release,
             )
+            self.engine.watch_after_promotion(env, service, release, previous, now)
         return self.store.watch(watch.id)
 
     def extend(self, env: str, service: str, *, by_s: float, actor: str, reason: str) -> Watch:

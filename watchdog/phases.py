@@ -37,6 +37,8 @@ class SignalState(enum.StrEnum):
 class WatchKind(enum.StrEnum):
     DEPLOY = "deploy"  # a new release is being watched after its deploy
     POST_ROLLBACK = "post_rollback"  # the stable release is watched after a rollback
+    #: a promoted release is watched a while longer, before/after against its pre-deploy window
+    POST_PROMOTION = "post_promotion"
 
 
 class WatchPhase(enum.StrEnum):
@@ -151,6 +153,9 @@ class DecisionResult(enum.StrEnum):
     # overrides
     PROPOSED = "proposed"  # rollback_policy propose: a rollback waits for an operator
     WOULD_ROLL_BACK = "would_roll_back"  # automation is paused: logged and paged, nothing done
+    # shadow mode: decided and logged with the evidence, nothing changed (no incident, pin, page)
+    SHADOW_ROLLBACK = "shadow_rollback"  # would have rolled back
+    SHADOW = "shadow"  # would have promoted (the pin stays where the team's process put it)
     VETOED = "vetoed"
     VETO_SENT = "veto_sent"
     PAUSED = "paused"

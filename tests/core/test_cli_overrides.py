@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from watchdog.cli import main
-from watchdog.phases import DecisionKind, WatchPhase
+from watchdog.phases import DecisionKind, WatchKind, WatchPhase
 from watchdog.store import Store, Watch
 
 CONFIG = """
@@ -86,7 +86,7 @@ def test_pause_resume_promote_and_extend_from_the_cli(
     assert code == 0 and "now ends at" in out
     code, out = cli(capsys, "promote", *common, "--env", "prod", "--reason", "verified")
     assert code == 0 and "its release is pinned as stable" in out
-    (watch,) = store.page(Watch, limit=5)
+    (watch,) = store.page(Watch, limit=5, kind=WatchKind.DEPLOY)
     assert watch.phase == WatchPhase.SUCCESSFUL and watch.ends_at - watch.started_at == 1200
     pinned = store.current_pin("prod", "stamps-api")
     assert pinned is not None and pinned.tag == "v2"

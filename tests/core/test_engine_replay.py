@@ -25,7 +25,11 @@ def make(tmp_path: Path, scenario: Path) -> tuple[Engine, SimClock, Store]:
     cfg = cfg.model_copy(
         update={
             "services": [svc.model_copy(update={"match": {}, "signals": signals})],
-            "environments": {"prod": cfg.environments["prod"].model_copy(update={"watch_s": 1800.0})},
+            "environments": {
+                "prod": cfg.environments["prod"].model_copy(
+                    update={"watch_s": 1800.0, "post_promotion_watch_s": 0.0}
+                )
+            },
         }
     )
     src = ReplaySource(scenario)

@@ -1,15 +1,19 @@
 """The README's demo command, run as a user would: one command, nothing external, exit 0."""
 
+import os
+import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.slow
 
 
-FLAGS = ([], ["--healthy"], ["--veto"])
+FLAGS = ([], ["--healthy"], ["--veto"], ["--serve", "60"])
 
 
 class Demo:
@@ -21,6 +25,7 @@ class Demo:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self._done: subprocess.CompletedProcess[str] | None = None
 
@@ -87,3 +92,40 @@ def test_demo_runs_end_to_end(flags: list[str], expect: list[str], demos: dict[s
     assert "Decision log" in run.stdout
     assert "demo-token-not-a-secret" not in run.stdout + run.stderr
     assert "demo-operator-token-not-a-secret" not in run.stdout + run.stderr
+
+
+def test_demo_serve_keeps_the_dashboard_up_with_its_rollback_and_evidence_picture(
+    demos: dict[str, Demo],
+) -> None:
+    """``demo --serve``: after the summary the dashboard stays served over the demo's store, shows
+    the rollback, and the evidence picture named in the summary is there; Ctrl-C ends it cleanly."""
+    import httpx
+
+    demo = demos["--serve 60"]
+    assert demo.process.stdout is not None
+    seen: list[str] = []
+    for line in demo.process.stdout:  # the summary, then the serving line
+        seen.append(line)
+        if "serving the dashboard at" in line:
+            break
+    text = "".join(seen)
+    url = re.search(r"serving the dashboard at (http://127\.0\.0\.1:\d+)/ui/", text)
+    picture = re.search(r"evidence picture: (\S+\.png)", text)
+    assert url is not None and picture is not None, text[-3000:]
+    assert Path(picture.group(1)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    headers = {"Authorization": "Bearer demo-operator-token-not-a-secret"}
+    with httpx.Client(base_url=url.group(1), headers=headers, timeout=10) as http:
+        overview = http.get("/ui/")
+        incident = http.get("/ui/incidents/1")
+        png = http.get("/v1/incidents/1/evidence.png")
+        refused = httpx.get(f"{url.group(1)}/ui/", timeout=10)
+    assert overview.status_code == 200 and "stamps-api" in overview.text
+    assert (
+        incident.status_code == 200 and "v1.1.0" in incident.text and "post_rollback_watch" in incident.text
+    )
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert refused.status_code == 401
+    demo.process.send_signal(signal.SIGINT)
+    run = demo.result()
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "stopped serving" in run.stdout

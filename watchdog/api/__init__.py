@@ -22,6 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watchdog import __version__
 from watchdog.api.auth import Principal, Tokens
+from watchdog.api.dashboard import add_dashboard_routes
+from watchdog.api.evidence_routes import add_evidence_routes
 from watchdog.api.hooks import IncidentWriter, add_hook_routes, audit, audit_log
 from watchdog.api.models import (
     ApiError,
@@ -628,6 +630,8 @@ def create_api(ctx: ApiContext) -> FastAPI:
         )
 
     add_hook_routes(api, cfg, store, ctx.clock, _needs_overrides, ctx.writer, ctx.http)
+    add_evidence_routes(api, store, principal)
+    add_dashboard_routes(api, ctx, tokens, watch_series_of)
     api.add_middleware(BodyLimit, limit=cfg.api.max_body_bytes)
     return api
 
@@ -674,6 +678,9 @@ class ApiServer:
             access_log=False,
             lifespan="off",
             server_header=False,
+            # the peer is the peer: X-Forwarded-For from the loopback would otherwise replace it,
+            # and api.trusted_proxy could no longer tell its proxy from the people behind it
+            proxy_headers=False,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)

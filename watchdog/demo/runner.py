@@ -39,6 +39,7 @@ from watchdog.emulator.slack import DEPLOYS_CHANNEL, Message, SlackEmulator
 from watchdog.emulator.slack import SIGNING_SECRET as SLACK_SIGNING_SECRET
 from watchdog.errors import InputError
 from watchdog.evaluate import SignalResult
+from watchdog.evidence import evidence_png
 from watchdog.observability import configure_logging
 from watchdog.overrides import Overrides
 from watchdog.phases import DecisionKind, IncidentPhase, SignalState, StepPhase, WatchKind, WatchPhase
@@ -107,7 +108,9 @@ def run_demo(
     config_path: str | None = None,
     workdir: str | None = None,
     out: TextIO | None = None,
+    serve_s: float = 0.0,
 ) -> int:
+    """The demo; with ``serve_s``, its dashboard stays served that long after the summary."""
     out = out or sys.stdout
     with tempfile.TemporaryDirectory(prefix="rollback-watchdog-demo-") as tmp:
         return _Demo(
@@ -116,11 +119,15 @@ def run_demo(
             Path(config_path) if config_path else default_config_path(),
             Path(workdir) if workdir else Path(tmp),
             out,
+            serve_s,
         ).run()
 
 
 class _Demo:
-    def __init__(self, healthy: bool, veto: bool, config_path: Path, workdir: Path, out: TextIO) -> None:
+    def __init__(
+        self, healthy: bool, veto: bool, config_path: Path, workdir: Path, out: TextIO, serve_s: float = 0.0
+    ) -> None:
+        self.serve_s = serve_s
         if healthy and veto:
             raise InputError("--healthy and --veto: a healthy release has no rollback to veto")
         self.healthy = healthy
@@ -219,6 +226,7 @@ class _Demo:
                 "traffic 40 req/s, 25% to the canary"
             )
             say(f"watchdog API: {api.url} (GET /v1/environments, /v1/decisions; /docs for all of it)")
+            say(f"dashboard: {api.url}/ui/ (log in with the demo operator's token: api.tokens, demo config)")
             app.engine.pin(
                 ENV,
                 SERVICE,
@@ -243,8 +251,9 @@ class _Demo:
                     break
             told = self._told(emulator, pagerduty) + self._slack(slack)
         finally:
-            if api is not None:
+            if api is not None and not self.serve_s:
                 api.stop()
+                api = None
             stop.set()
             traffic.stop()
             if scraper is not None:
@@ -254,7 +263,25 @@ class _Demo:
             slack.stop()
             canary.stop()
             baseline.stop()
-        return self._summary(app, outcome, deploys, told)
+        try:
+            return self._summary(app, outcome, deploys, told)
+        finally:
+            if api is not None:
+                self._serve(api)
+                api.stop()
+            if app is not None:
+                app.close()
+
+    def _serve(self, api: ApiServer) -> None:
+        """``--serve``: the dashboard and the API stay up over the finished demo's store."""
+        self.reporter.say(
+            f"serving the dashboard at {api.url}/ui/ for {self.serve_s:.0f}s (log in with the demo "
+            "operator's token, api.tokens in the demo config; Ctrl-C ends it)"
+        )
+        try:
+            time.sleep(self.serve_s)
+        except KeyboardInterrupt:
+            self.reporter.say("stopped serving")
 
     @staticmethod
     def _told(github: GitHubEmulator, pagerduty: PagerDutyEmulator) -> list[str]:
@@ -380,6 +407,10 @@ class _Demo:
             lines.append(f"detected after {decided.at - deployed.at:.1f}s of watching: {decided.reason}")
         if resolved and decided:
             lines.append(f"rollback to recovery confirmed in {resolved.at - decided.at:.1f}s")
+        if decided and decided.incident_id is not None:
+            picture = self.workdir / f"evidence-incident-{decided.incident_id}.png"
+            picture.write_bytes(evidence_png(app.store, decided.incident_id))
+            lines.append(f"evidence picture: {picture}")
         vetoed = first(DecisionKind.VETO)
         if vetoed is not None and decided is not None:
             release = app.store.find_release(ENV, SERVICE, BAD)
@@ -400,7 +431,6 @@ class _Demo:
         )
         ok = outcome == expected
         lines.append(f"outcome: {outcome} ({'as expected' if ok else 'NOT as expected: ' + expected})")
-        app.close()
         for line in lines:
             say(line)
         return 0 if ok else 1

@@ -24,6 +24,7 @@ from actions.notify import (
     NoticeStatus,
 )
 from watchdog.config import WatchdogConfig
+from watchdog.evidence import evidence_url
 from watchdog.phases import DecisionKind, DecisionResult, IncidentPhase, WatchPhase
 from watchdog.pipeline import notices as texts
 from watchdog.store import DecisionEntry, Incident, Store
@@ -65,6 +66,8 @@ def classify(entry: DecisionEntry) -> Told | None:
                 return Told(NoticeEvent.ROLLBACK_STEP, info, is_open, "post_rollback_watch")
             return Told(NoticeEvent.DEPLOY, info, is_open)
         case DecisionKind.PROMOTED:
+            if result == DecisionResult.SHADOW:  # shadow mode: the pin did not move, nothing to tell
+                return None
             return Told(NoticeEvent.PROMOTED, info, resolved)
         case DecisionKind.INCONCLUSIVE:
             return Told(NoticeEvent.INCONCLUSIVE, warning, closed)
@@ -77,6 +80,8 @@ def classify(entry: DecisionEntry) -> Told | None:
         case DecisionKind.ROLLBACK_DECIDED:
             if result == DecisionResult.PROPOSED:
                 return Told(NoticeEvent.ROLLBACK_PROPOSED, warning, is_open)
+            if result == DecisionResult.SHADOW_ROLLBACK:  # shadow mode: would have, nothing done
+                return Told(NoticeEvent.ROLLBACK_HELD, info, closed)
             if result in (DecisionResult.WOULD_ROLL_BACK, DecisionResult.NOT_STARTED):
                 return Told(NoticeEvent.ROLLBACK_HELD, warning, closed)
             return Told(NoticeEvent.ROLLBACK_STARTED, critical, is_open)
@@ -259,6 +264,9 @@ def _links(
         base = base.rstrip("/")
         if incident is not None:
             links.append(Link("Incident in the watchdog", f"{base}/v1/incidents/{incident.id}"))
+            picture = evidence_url(base, incident)
+            if picture is not None:
+                links.append(Link("Evidence picture", picture))
         elif entry.watch_id is not None:
             links.append(Link("Watch in the watchdog", f"{base}/v1/watches/{entry.watch_id}"))
     return tuple(links)
@@ -288,6 +296,8 @@ def _title(entry: DecisionEntry, told: Told, release: str, target: str) -> str:
         case NoticeEvent.ROLLBACK_PROPOSED:
             return f"Rollback proposed for {where}: {release} → {target}"
         case NoticeEvent.ROLLBACK_HELD:
+            if entry.result == DecisionResult.SHADOW_ROLLBACK:
+                return f"Shadow mode: would have rolled back {where}: {release} → {entry.to_tag or '?'}"
             return f"{release} failed its watch in {entry.env}; no automatic rollback ({where})"
         case NoticeEvent.ROLLBACK_RESOLVED:
             return f"Rolled back {where}: back on {target}"

@@ -82,7 +82,12 @@ def hold_details(cfg: WatchdogConfig, incident: Incident) -> dict[str, Any]:
 
 
 def ticket_body(
-    incident: Incident, from_release: Release, to_release: Release | None, hold_line: str | None = None
+    incident: Incident,
+    from_release: Release,
+    to_release: Release | None,
+    hold_line: str | None = None,
+    *,
+    picture_url: str | None = None,
 ) -> str:
     to = _release(to_release) if to_release else {}
     return "\n".join(
@@ -95,6 +100,11 @@ def ticket_body(
             f"- trigger: {incident.trigger}, requested by {incident.actor}",
             f"- reason: {incident.reason}",
             f"- correlation id: `{incident.correlation_id}`",
+            *(
+                [f"- evidence picture: {picture_url} (the API; a viewer token opens it)"]
+                if picture_url
+                else []
+            ),
             "",
             "Every step and decision is in the decision log "
             f"(`rollback-watchdog log --incident {incident.id}`). This ticket is updated when the "

@@ -19,6 +19,7 @@ from actions.smoke import run_checks
 from actions.workflow_check import run_name_line
 from watchdog.config import ApprovalMode
 from watchdog.errors import ActionFailed, StepFailed
+from watchdog.evidence import evidence_url
 from watchdog.manifest import manifest_from_json, parse_manifest
 from watchdog.phases import (
     Actor,
@@ -170,7 +171,12 @@ def _open_ticket(ctx: StepContext[Any]) -> TicketRef:
     ticket = tickets.open(
         incident.correlation_id,
         notices.headline(incident, *ctx.releases()),
-        notices.ticket_body(incident, *ctx.releases(), notices.hold(ctx.cfg, incident)),
+        notices.ticket_body(
+            incident,
+            *ctx.releases(),
+            notices.hold(ctx.cfg, incident),
+            picture_url=evidence_url(ctx.cfg.notifications.public_url, incident),
+        ),
     )
     return TicketRef(number=ticket.number, url=ticket.url)
 
