@@ -155,12 +155,13 @@ def _time(value: object) -> float | None:
 def github_deploys(cfg: WatchdogConfig, env: str, since: float, clock: Clock) -> list[PastDeploy]:
     """The successful deployments to ``env`` since ``since``, from GitHub, oldest first.
 
-    A deployment's time is its ``success`` status's. The watchdog's own rollback runs (their payload
-    carries the correlation id) are not deploys; each marks the deploy before it ``rolled_back``,
+    A deployment's time is its ``success`` status's (later ones turn it ``inactive``). The watchdog's own rollback runs (their payload
+    carries an incident's correlation id, ``wd-…``) are not deploys; each marks the deploy before it ``rolled_back``,
     and so does a deployment that puts back a tag deployed earlier (a rollback by hand). Every
     other deploy followed by another is ``kept``: GitHub cannot tell a hotfix from a new feature.
     """
     from actions.github import DeployWorkflow, github_auth, github_error
+    from watchdog.store import CORRELATION_PREFIX
 
     gh = cfg.github
     workflow = DeployWorkflow(
@@ -179,8 +180,10 @@ def github_deploys(cfg: WatchdogConfig, env: str, since: float, clock: Clock) ->
         for deployment in workflow.github.get_repo(gh.repo).get_deployments(environment=env):
             if deployment.created_at.timestamp() < since:
                 break  # newest first: the rest is older
-            latest = next(iter(deployment.get_statuses()), None)
-            if latest is None or latest.state != "success":
+            # a later deployment's success marks this one inactive (GitHub's auto_inactive): its
+            # own success is what makes it a deploy, and when
+            latest = next((st for st in deployment.get_statuses() if st.state == "success"), None)
+            if latest is None:
                 continue
             payload = deployment.payload if isinstance(deployment.payload, dict) else {}
             named = payload.get("service")
@@ -189,7 +192,9 @@ def github_deploys(cfg: WatchdogConfig, env: str, since: float, clock: Clock) ->
             )
             if service not in services:
                 continue
-            rollback = bool(payload.get(gh.correlation_input))
+            correlation = payload.get(gh.correlation_input)
+            # the watchdog's own rollback run carries an incident's id; a deploy may carry its own
+            rollback = isinstance(correlation, str) and correlation.startswith(CORRELATION_PREFIX)
             found.append(
                 (
                     latest.created_at.timestamp(),

@@ -59,6 +59,9 @@ from watchdog.store.models import (
     Watch,
 )
 
+#: How every incident's correlation id begins (its rollback run carries it: ``wd-`` and 12 hex digits).
+CORRELATION_PREFIX = "wd-"
+
 #: A notice's phases (``NoticeRow.phase``).
 NOTICE_PENDING, NOTICE_SENDING, NOTICE_SENT, NOTICE_FAILED = "pending", "sending", "sent", "failed"
 
@@ -693,7 +696,7 @@ class Store:
                     trigger=trigger,
                     reason=reason,
                     actor=actor,
-                    correlation_id=f"wd-{secrets.token_hex(6)}",
+                    correlation_id=f"{CORRELATION_PREFIX}{secrets.token_hex(6)}",
                     phase=phase,
                     created_at=now,
                     evidence=evidence,
