@@ -155,9 +155,9 @@ def _time(value: object) -> float | None:
 def github_deploys(cfg: WatchdogConfig, env: str, since: float, clock: Clock) -> list[PastDeploy]:
     """The successful deployments to ``env`` since ``since``, from GitHub, oldest first.
 
-    A deployment's time is its ``success`` status's (later ones turn it ``inactive``). The watchdog's own rollback runs (their payload
-    carries an incident's correlation id, ``wd-…``) are not deploys; each marks the deploy before it ``rolled_back``,
-    and so does a deployment that puts back a tag deployed earlier (a rollback by hand). Every
+    A deployment's time is its ``success`` status's (later ones turn it ``inactive``). The
+    watchdog's own rollback runs (their payload carries an incident's correlation id, ``wd-…``)
+    are not deploys; each marks the deploy before it ``rolled_back``, and so does a deployment that puts back a tag deployed earlier (a rollback by hand). Every
     other deploy followed by another is ``kept``: GitHub cannot tell a hotfix from a new feature.
     """
     from actions.github import DeployWorkflow, github_auth, github_error
