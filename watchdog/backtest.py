@@ -157,8 +157,9 @@ def github_deploys(cfg: WatchdogConfig, env: str, since: float, clock: Clock) ->
 
     A deployment's time is its ``success`` status's (later ones turn it ``inactive``). The
     watchdog's own rollback runs (their payload carries an incident's correlation id, ``wd-…``)
-    are not deploys; each marks the deploy before it ``rolled_back``, and so does a deployment that puts back a tag deployed earlier (a rollback by hand). Every
-    other deploy followed by another is ``kept``: GitHub cannot tell a hotfix from a new feature.
+    are not deploys; each marks the deploy before it ``rolled_back``, and so does a deployment that
+    puts back a tag deployed earlier (a rollback by hand). Every other deploy followed by another
+    is ``kept``: GitHub cannot tell a hotfix from a new feature.
     """
     from actions.github import DeployWorkflow, github_auth, github_error
     from watchdog.store import CORRELATION_PREFIX
