@@ -129,3 +129,32 @@ def test_demo_serve_keeps_the_dashboard_up_with_its_rollback_and_evidence_pictur
     run = demo.result()
     assert run.returncode == 0, run.stderr[-3000:]
     assert "stopped serving" in run.stdout
+
+
+def _the_demos_rollback_in_chromium(base: str, headers: dict[str, str]) -> None:
+    """The dashboard in Debian's headless Chromium, as oncall would open it: each page of the demo's
+    rollback loads with no console error, page error or failed request, and says what happened."""
+    from playwright.sync_api import sync_playwright
+
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"]
+        )
+        try:
+            context = browser.new_context(extra_http_headers=headers)
+            context.on("requestfailed", lambda r: problems.append(f"failed {r.url}: {r.failure}"))
+            page = context.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            seen = {}
+            for path in ("/ui/", "/ui/incidents/1", "/ui/watches/1", "/ui/decisions"):
+                response = page.goto(base + path)
+                assert response is not None and response.status == 200, path
+                seen[path] = page.inner_text("body")
+        finally:
+            browser.close()
+    assert problems == []
+    assert "v1.1.0" in seen["/ui/incidents/1"] and "resolve" in seen["/ui/incidents/1"]
+    assert "http_5xx" in seen["/ui/watches/1"] or "latency" in seen["/ui/watches/1"]
+    assert "rollback_decided" in seen["/ui/decisions"] or "rollback decided" in seen["/ui/decisions"].lower()
