@@ -649,7 +649,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             [f"{args.config}: source.kind: a backtest reads history; 'scrape' keeps none (use prometheus)"]
         )
     clock = RealClock()
-    until = clock.now()
+    until = clock.now() if args.until is None else args.until
     since = until - args.since
     deploys = load_deploys(args.deploys, cfg) if args.deploys else github_deploys(cfg, args.env, since, clock)
     watch_s = cfg.env(args.env).watch_s
@@ -919,6 +919,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.json",
         help='the deploys, instead of GitHub\'s deployments: [{"service", "tag", "deployed_at", '
         '"outcome": "rolled_back|kept|hotfixed"}]',
+    )
+    s.add_argument(
+        "--until",
+        type=_unix_time,
+        help="the window's end, Unix seconds (default: now): backtest a past month",
     )
     s.add_argument("--json", action="store_true", help="JSON instead of a table")
     s.set_defaults(func=cmd_backtest)

@@ -10,8 +10,6 @@ one tick.
 from __future__ import annotations
 
 import json
-import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +56,11 @@ def _config(tmp: Path, url: str, sources: list[tuple[str, ReplaySource]]) -> Pat
     return path
 
 
+#: Where the backfilled history starts (a whole hour, 2025-11-24), and the backtest window's end.
+HISTORY_START = 1_764_000_000
+UNTIL = str(HISTORY_START + 10 * 86400)
+
+
 @pytest.mark.slow
 def test_backtest_through_prometheus_decides_as_replay(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -68,7 +71,7 @@ def test_backtest_through_prometheus_decides_as_replay(
     assert replayed["err_step-00003"]["decision"] == "rollback"  # the corpus still has both kinds
     assert replayed["aa_basic-00001"]["decision"] == "promote"
 
-    base = math.floor(time.time() / 3600) * 3600 - 5 * 86400  # days ago: history, whole hours
+    base = HISTORY_START  # a fixed past hour: Prometheus keeps it (100y retention), --until frames it
     texts, deploys, shifts = [], [], {}
     for k, d in enumerate(dirs):
         out = tmp_path / f"{d.name}.om"
@@ -102,12 +105,14 @@ def test_backtest_through_prometheus_decides_as_replay(
         capsys.readouterr()
         code = main(
             [
-                *("backtest", "-c", str(cfg), "--env", "prod", "--since", "30d"),
+                *("backtest", "-c", str(cfg), "--env", "prod", "--since", "30d", "--until", UNTIL),
                 *("--deploys", str(deploys_file), "--json"),
             ]
         )
         out = capsys.readouterr().out
-        table_code = main(["backtest", "-c", str(cfg), "--env", "prod", "--deploys", str(deploys_file)])
+        table_code = main(
+            ["backtest", "-c", str(cfg), "--env", "prod", "--until", UNTIL, "--deploys", str(deploys_file)]
+        )
         table = capsys.readouterr().out
     assert code == 0 and table_code == 0
     report = json.loads(out)

@@ -279,7 +279,7 @@ class _Demo:
             "operator's token, api.tokens in the demo config; Ctrl-C ends it)"
         )
         try:
-            time.sleep(self.serve_s)
+            self.clock.sleep(self.serve_s)
         except KeyboardInterrupt:
             self.reporter.say("stopped serving")
 
