@@ -92,6 +92,9 @@ def test_demo_runs_end_to_end(flags: list[str], expect: list[str], demos: dict[s
     assert "Decision log" in run.stdout
     assert "demo-token-not-a-secret" not in run.stdout + run.stderr
     assert "demo-operator-token-not-a-secret" not in run.stdout + run.stderr
+    named = re.search(r"evidence picture: (\S+\.png)", run.stdout)
+    if flags != ["--healthy"]:  # a rollback decision: its picture is there after the demo ended
+        assert named is not None and Path(named.group(1)).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_demo_serve_keeps_the_dashboard_up_with_its_rollback_and_evidence_picture(

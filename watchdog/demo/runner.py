@@ -113,14 +113,17 @@ def run_demo(
     """The demo; with ``serve_s``, its dashboard stays served that long after the summary."""
     out = out or sys.stdout
     with tempfile.TemporaryDirectory(prefix="rollback-watchdog-demo-") as tmp:
-        return _Demo(
+        demo = _Demo(
             healthy,
             veto,
             Path(config_path) if config_path else default_config_path(),
             Path(workdir) if workdir else Path(tmp),
             out,
             serve_s,
-        ).run()
+        )
+        if workdir is None:  # the store goes with the temporary directory; what it shows stays
+            demo.outdir = Path(tempfile.mkdtemp(prefix="rollback-watchdog-demo-output-"))
+        return demo.run()
 
 
 class _Demo:
@@ -135,6 +138,8 @@ class _Demo:
         self.vetoed: str | None = None  # what the API answered to the veto
         self.config_path = config_path
         self.workdir = workdir
+        #: Where the pictures and messages it names are written (they outlive a temporary workdir).
+        self.outdir = workdir
         self.out = out
         self.started = time.time()
         self.reporter = TerminalReporter(out, lambda: self.started)
@@ -148,6 +153,7 @@ class _Demo:
             f"of {SERVICE} to {ENV}"
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.outdir.mkdir(parents=True, exist_ok=True)
         baseline = ServiceProcess(STABLE, "baseline", seed=1).start()
         canary = ServiceProcess(STABLE, "canary", seed=2).start()
         deploys: list[str] = []
@@ -303,7 +309,7 @@ class _Demo:
         messages = [m for m in every if _subject(m).startswith("incident-")] or every[-1:]
         if not messages:
             return ["Slack: nothing posted"]
-        path = self.workdir / "slack-messages.json"
+        path = self.outdir / "slack-messages.json"
         path.write_text(
             json.dumps([{"ts": m.ts, "text": m.text, "blocks": m.blocks} for m in messages], indent=2)
         )
@@ -408,7 +414,7 @@ class _Demo:
         if resolved and decided:
             lines.append(f"rollback to recovery confirmed in {resolved.at - decided.at:.1f}s")
         if decided and decided.incident_id is not None:
-            picture = self.workdir / f"evidence-incident-{decided.incident_id}.png"
+            picture = self.outdir / f"evidence-incident-{decided.incident_id}.png"
             picture.write_bytes(evidence_png(app.store, decided.incident_id))
             lines.append(f"evidence picture: {picture}")
         vetoed = first(DecisionKind.VETO)
