@@ -131,6 +131,7 @@ def bench_config(source: ReplaySource, store_url: str = "sqlite://") -> Watchdog
         alpha=ALPHA,
         calibration_s=max(0.0, sc.deploy_at - sc.start),
         rollback_cooldown_s=0.0,  # scenarios are independent deploys: the loop guard is not what is measured
+        post_promotion_watch_s=0.0,  # the deploy's own watch is what is scored (the store is shared)
     )
     return WatchdogConfig(
         tick_s=sc.step_s,
