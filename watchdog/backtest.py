@@ -23,8 +23,9 @@ from typing import Any, Literal
 
 from watchdog.clock import Clock, SimClock
 from watchdog.config import WatchdogConfig
-from watchdog.engine import Engine, tag_problem
+from watchdog.engine import Engine
 from watchdog.errors import ConfigError
+from watchdog.manifest import tag_problem
 from watchdog.phases import DecisionKind, WatchPhase
 from watchdog.sources.base import MetricSource
 from watchdog.store import DecisionEntry, ReleaseRef, Store

@@ -8,6 +8,10 @@ Bad input changes nothing: every command checks all its arguments, against the c
 too, before it opens a store, and says which argument is wrong. Read commands (``log``) never
 create a store or migrate one. ``validate`` without ``--strict`` reports unset ``${NAME}``
 references as warnings (CI has no secrets); ``run`` and ``validate --strict`` refuse them.
+
+Start-up stays fast (``--version``, ``--help``): building the parser imports nothing heavy
+(pydantic, SQLAlchemy, scipy, httpx, structlog …); each command imports what it needs when it
+runs. ``tests/core/test_startup.py`` checks which modules a fresh interpreter has loaded.
 """
 
 from __future__ import annotations
@@ -28,18 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from watchdog import __version__
 from watchdog.clock import RealClock
-from watchdog.config import (
-    WatchdogConfig,
-    check_config,
-    json_schema,
-    load_config,
-    secret_values,
-)
-from watchdog.engine import Engine, tag_problem
 from watchdog.errors import (
     ConfigError,
     InputError,
@@ -49,15 +43,23 @@ from watchdog.errors import (
     action_error,
     retryable_status,
 )
-from watchdog.manifest import Migration, manifest_to_json, parse_manifest
-from watchdog.observability import configure_logging, redact, register_secrets
+from watchdog.manifest import Migration, manifest_to_json, parse_manifest, tag_problem
 from watchdog.phases import DecisionKind
-from watchdog.store import DecisionEntry, ReleaseRef, Store
 
 if TYPE_CHECKING:
+    import httpx
+
+    from watchdog.config import WatchdogConfig
+    from watchdog.engine import Engine
     from watchdog.overrides import Overrides
+    from watchdog.store import DecisionEntry, Store
 
 EXIT_OK, EXIT_BAD_OUTCOME, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+#: The parser's choices, written out so that building it imports no model; ``test_startup.py``
+#: checks them against their sources (``watchdog.config.EnvName``, ``watchdog.bench.DETECTORS``).
+ENVIRONMENTS = ("dev", "stage", "prod")
+DETECTORS = ("watchdog", "argo", "kayenta", "burnrate", "naive", "oracle")
 
 
 def _fmt_time(t: float) -> str:
@@ -188,6 +190,9 @@ def _text(text: str) -> str:
 
 
 def _load(path: str) -> WatchdogConfig:
+    from watchdog.config import load_config, secret_values
+    from watchdog.observability import register_secrets
+
     cfg = load_config(path)
     register_secrets(secret_values(cfg))  # whatever this command prints is scrubbed of them
     return cfg
@@ -210,6 +215,8 @@ def _config_for(args: argparse.Namespace) -> WatchdogConfig:
 @contextmanager
 def _store(cfg: WatchdogConfig, *, create: bool) -> Iterator[Store]:
     """The store for one command; a failure to reach or write it is ``StoreUnavailable`` (exit 3)."""
+    from watchdog.store import Store
+
     store = Store.open(cfg.store.url, create=create)
     try:
         with store.map_errors():
@@ -222,6 +229,8 @@ def _store(cfg: WatchdogConfig, *, create: bool) -> Iterator[Store]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from watchdog.config import check_config
+
     check = check_config(args.file, strict=args.strict)
     for warning in check.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -261,11 +270,15 @@ def _workflow_problems(path: str, cfg: WatchdogConfig | None) -> list[str]:
 
 
 def cmd_schema(_args: argparse.Namespace) -> int:
+    from watchdog.config import json_schema
+
     print(json_schema())
     return EXIT_OK
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    from watchdog.observability import redact
+
     cfg = _config_for(args)
     with _store(cfg, create=False) as store:
         if args.kind is None:
@@ -282,6 +295,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_shadow_report(args: argparse.Namespace) -> int:
+    from watchdog.observability import redact
     from watchdog.shadow import format_report, shadow_report
 
     cfg = _config_for(args)
@@ -300,6 +314,7 @@ def cmd_shadow_report(args: argparse.Namespace) -> int:
 def _engine(cfg: WatchdogConfig, store: Store) -> Engine:
     """An engine for one command: what it decides is logged, and its notices are queued for the
     daemon to deliver (the same outbox, without the notifiers)."""
+    from watchdog.engine import Engine
     from watchdog.notify import Outbox
 
     engine = Engine(cfg, store, None, RealClock())
@@ -326,6 +341,8 @@ def cmd_announce(args: argparse.Namespace) -> int:
             "announce needs -c/--config (to write the deploy event into the store) or --api URL "
             "(to post it to the daemon's API)"
         )
+    from watchdog.store import ReleaseRef  # only here: --api needs no store
+
     cfg = _config_for(args)
     ref = ReleaseRef(args.tag, args.sha, args.run_id, args.build_url, _migrations(args.migrations))
     with _store(cfg, create=True) as store:
@@ -370,6 +387,8 @@ def _seconds(text: str) -> float:
 
 def _api_token(variable: str) -> str:
     """The bearer token, from the environment only (argv is visible to every user of the host)."""
+    from watchdog.observability import register_secrets
+
     token = os.environ.get(variable, "").strip()
     if not token:
         raise InputError(
@@ -434,6 +453,8 @@ def _refused(args: argparse.Namespace, answer: httpx.Response) -> InputError:
 def _post_deploy(args: argparse.Namespace, token: str, body: dict[str, Any]) -> int:
     """The deploy event's id. Every way the API can fail is mapped here: a refusal is bad input
     (exit 2); no answer, a 5xx or a 429 is an unavailable API (exit 3)."""
+    import httpx
+
     url = f"{args.api}/v1/deploys"
     try:
         answer = httpx.post(
@@ -483,6 +504,8 @@ def _announce_via_api(args: argparse.Namespace) -> int:
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
+    from watchdog.store import ReleaseRef
+
     cfg = _config_for(args)
     ref = ReleaseRef(args.tag, args.sha, args.run_id, args.build_url)
     with _store(cfg, create=True) as store:
@@ -515,6 +538,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def _overrides(cfg: WatchdogConfig, store: Store) -> Overrides:
     """The levers on the store, with the pager when one is configured (acknowledge needs it)."""
+    import httpx
+
     from actions.pagerduty import PagerDuty
     from watchdog.overrides import Overrides
 
@@ -585,6 +610,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from watchdog.app import run_daemon
+    from watchdog.observability import configure_logging
 
     cfg = _load(args.config)
     configure_logging(args.log_format, args.log_level)
@@ -604,6 +630,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from watchdog.bench import run_bench
+    from watchdog.observability import configure_logging
 
     configure_logging("console", "warning")  # thousands of decisions: only problems
     options: dict[str, Any] = {}
@@ -642,6 +669,7 @@ def cmd_scenario_export(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from watchdog.app import build_source
     from watchdog.backtest import format_table, github_deploys, load_deploys, report_json, run_backtest
+    from watchdog.observability import configure_logging
 
     cfg = _config_for(args)  # an unknown --env is refused here, naming the environments there are
     if cfg.source.kind == "scrape":
@@ -749,7 +777,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def release_args(s: argparse.ArgumentParser, *, config_required: bool = True) -> None:
         s.add_argument("-c", "--config", required=config_required)
-        s.add_argument("--env", required=True, choices=["dev", "stage", "prod"])
+        s.add_argument("--env", required=True, choices=ENVIRONMENTS)
         s.add_argument("--service", required=True)
         s.add_argument("--tag", required=True, type=_tag)
         s.add_argument("--sha", type=_sha)
@@ -800,7 +828,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rollback", help="roll back by hand (P1/P2 incident, security finding); logged with the actor"
     )
     s.add_argument("-c", "--config", required=True)
-    s.add_argument("--env", required=True, choices=["dev", "stage", "prod"])
+    s.add_argument("--env", required=True, choices=ENVIRONMENTS)
     s.add_argument("--service", help="default: the configuration's only service")
     s.add_argument("--to", type=_tag, help="target release tag (default: the pinned stable release)")
     s.add_argument("--reason", required=True, type=_text)
@@ -820,11 +848,11 @@ def build_parser() -> argparse.ArgumentParser:
     qsub = s.add_subparsers(dest="quarantine_cmd", required=True)
     q = qsub.add_parser("list", help="the quarantines, newest first")
     q.add_argument("-c", "--config", required=True)
-    q.add_argument("--env", choices=["dev", "stage", "prod"])
+    q.add_argument("--env", choices=ENVIRONMENTS)
     q.set_defaults(func=cmd_quarantine)
     q = qsub.add_parser("lift", help="let a quarantined release be deployed and watched again; logged")
     q.add_argument("-c", "--config", required=True)
-    q.add_argument("--env", required=True, choices=["dev", "stage", "prod"])
+    q.add_argument("--env", required=True, choices=ENVIRONMENTS)
     q.add_argument("--service", help="default: the configuration's only service")
     q.add_argument("--tag", required=True, type=_tag)
     q.add_argument("--reason", required=True, type=_text)
@@ -854,7 +882,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("resume", "end a pause before it expires; logged"),
     ):
         s = lever(name, help_text)
-        s.add_argument("--env", required=True, choices=["dev", "stage", "prod"])
+        s.add_argument("--env", required=True, choices=ENVIRONMENTS)
         s.add_argument("--service", help="one service (default: the whole environment)")
         if name == "pause":
             s.add_argument(
@@ -865,7 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("extend", "watch the running release longer; logged"),
     ):
         s = lever(name, help_text)
-        s.add_argument("--env", required=True, choices=["dev", "stage", "prod"])
+        s.add_argument("--env", required=True, choices=ENVIRONMENTS)
         s.add_argument("--service", help="default: the configuration's only service")
         if name == "extend":
             s.add_argument("--by", dest="by_s", required=True, type=_duration, help="e.g. 10m")
@@ -882,7 +910,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--detector",
         default="watchdog",
-        choices=["watchdog", "argo", "kayenta", "burnrate", "naive", "oracle"],
+        choices=DETECTORS,
     )
     s.add_argument("--failure-limit", type=int, default=3, help="argo only: failureLimit (0 or 3)")
     s.add_argument("--alpha", type=float, help="naive only: the z-test's level (default 0.01)")
@@ -978,6 +1006,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except WatchdogError as exc:
+        from watchdog.observability import redact
+
         for line in _error_lines(exc):
             print(redact(line), file=sys.stderr)
         return next(code for kind, code in EXIT_CODES if isinstance(exc, kind))

@@ -54,3 +54,12 @@ def parse_manifest(text: str, where: str) -> tuple[Migration, ...]:
 
 def manifest_to_json(migrations: tuple[Migration, ...] | None) -> list[dict[str, Any]] | None:
     return None if migrations is None else [m.as_dict() for m in migrations]
+
+
+def tag_problem(tag: str) -> str | None:
+    """Why ``tag`` cannot name a release, or ``None``: Git and image tags hold no whitespace."""
+    if not tag:
+        return "must not be empty"
+    if any(c.isspace() or not c.isprintable() for c in tag):
+        return "must not contain whitespace or control characters"
+    return None
