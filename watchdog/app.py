@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import httpx
@@ -31,8 +32,10 @@ from watchdog.notify import POSTMORTEM, Outbox, build_notifiers
 from watchdog.observability import cron_checkin, init_sentry, register_secrets, report_exception
 from watchdog.phases import Actor
 from watchdog.pipeline import RollbackPipeline
+from watchdog.retention import Retention
 from watchdog.sources import PrometheusSource, ReplaySource, ScrapeSource, ScrapeTarget
 from watchdog.sources.base import MetricSource
+from watchdog.sources.batch import BatchedSource
 from watchdog.sources.scrape import ProbeTarget
 from watchdog.store import ReleaseRef, Store
 
@@ -53,7 +56,8 @@ def build_source(cfg: WatchdogConfig, clock: Clock, http: httpx.Client | None = 
             if p.basic_auth_user and p.basic_auth_password
             else None
         )
-        return PrometheusSource(p.url, timeout_s=p.timeout_s, headers=headers, auth=auth)
+        prometheus = PrometheusSource(p.url, timeout_s=p.timeout_s, headers=headers, auth=auth)
+        return BatchedSource(prometheus, settle_s=p.settle_s) if p.batch else prometheus
     if src.kind == "scrape":
         assert src.scrape is not None
         s = src.scrape
@@ -95,6 +99,9 @@ def build_outbox(
 
 #: Seconds between two runs of the notice delivery (at most the tick).
 NOTICE_INTERVAL_S = 5.0
+#: Seconds after the start before the retention's first run (then every ``interval_s``): a daemon
+#: restarted more often than the interval still prunes.
+RETENTION_FIRST_S = 60.0
 
 
 @dataclass
@@ -292,6 +299,23 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
             "interval",
             seconds=min(cfg.tick_s, NOTICE_INTERVAL_S),
             id="notices",
+            max_instances=1,
+            coalesce=True,
+        )
+    retention = Retention(
+        app.store,
+        clock,
+        cfg.store.retention,
+        leading=lambda: leadership.leading,
+        stopping=app.engine.stopping,
+    )
+    if retention.enabled:
+        scheduler.add_job(  # only the leader prunes; each transaction a bounded batch
+            retention.run,
+            "interval",
+            seconds=cfg.store.retention.interval_s,
+            next_run_time=datetime.fromtimestamp(clock.now() + RETENTION_FIRST_S, tz=UTC),
+            id="retention",
             max_instances=1,
             coalesce=True,
         )

@@ -566,6 +566,17 @@ class PrometheusConfig(Strict):
     bearer_token: SecretStr | None = None
     basic_auth_user: str | None = None
     basic_auth_password: SecretStr | None = None
+    batch: bool = Field(
+        default=True,
+        description="Read every watch's series with one range query per selector and tick, split "
+        "by labels (false: one query per watch and selector, as a single service needs).",
+    )
+    settle_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How far back each batched query reaches into the range the last one answered, "
+        "for samples that reach Prometheus late (remote write, slow scrapes).",
+    )
 
 
 class ScrapeTargetConfig(Strict):
@@ -989,6 +1000,42 @@ class NotificationsConfig(Strict):
         return self
 
 
+class RetentionConfig(Strict):
+    """How long the rows of ended watches are kept. The leader deletes older ones every
+    ``interval_s``, a bounded batch per transaction. Never a running watch's rows, never those an
+    open incident shows, and never the decision log, which is kept for ever."""
+
+    points_days: float | None = Field(
+        default=30.0,
+        ge=0,
+        description="Days the signal points of an ended watch (the dashboard's and the evidence "
+        "picture's paths, one row per signal and tick) are kept after it ended; 0 or null: for ever.",
+    )
+    verdicts_days: float | None = Field(
+        default=30.0,
+        ge=0,
+        description="Days the verdicts of an ended watch (each signal's changes of state) are kept "
+        "after it ended; 0 or null: for ever.",
+    )
+    interval_s: float = Field(
+        default=3600.0, ge=60, description="Seconds between two runs of the retention (leader only)."
+    )
+    batch: int = Field(
+        default=5000,
+        ge=100,
+        le=20_000,
+        description="Rows deleted per transaction at most: no run holds the store for long.",
+    )
+
+    @property
+    def points_s(self) -> float | None:
+        return self.points_days * 86400.0 if self.points_days else None
+
+    @property
+    def verdicts_s(self) -> float | None:
+        return self.verdicts_days * 86400.0 if self.verdicts_days else None
+
+
 class StoreConfig(Strict):
     url: str = Field(default="sqlite:///watchdog.db", description="SQLAlchemy URL (sqlite or postgresql).")
     lease_ttl_s: float = Field(
@@ -996,6 +1043,11 @@ class StoreConfig(Strict):
         gt=0,
         description="Replicas on one PostgreSQL store: the leader renews its lease every third of "
         "this; a standby takes over at most this long after the leader stopped renewing.",
+    )
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig,
+        description="How long ended watches' signal points and verdicts are kept (the decision log "
+        "is never pruned).",
     )
 
 

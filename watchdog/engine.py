@@ -21,7 +21,7 @@ from watchdog.config import ServiceConfig, Severity, WatchdogConfig
 from watchdog.decisions import DecisionLog
 from watchdog.errors import InputError, RollbackInProgress, RollbackRefused, WatchdogError
 from watchdog.evaluate import SignalResult, WatchEvaluator
-from watchdog.manifest import manifest_from_json
+from watchdog.manifest import manifest_from_json, tag_problem
 from watchdog.observability import report_exception
 from watchdog.phases import (
     Actor,
@@ -35,18 +35,18 @@ from watchdog.phases import (
 )
 from watchdog.pipeline.notices import utc
 from watchdog.sources.base import MetricSource
-from watchdog.store import DecisionEntry, DeployEvent, Quarantine, Release, ReleaseRef, Store, Watch
+from watchdog.store import (
+    DecisionEntry,
+    DeployEvent,
+    Quarantine,
+    Release,
+    ReleaseRef,
+    Store,
+    TickWrites,
+    Watch,
+)
 
 log = structlog.get_logger("watchdog.engine")
-
-
-def tag_problem(tag: str) -> str | None:
-    """Why ``tag`` cannot name a release, or ``None``: Git and image tags hold no whitespace."""
-    if not tag:
-        return "must not be empty"
-    if any(c.isspace() or not c.isprintable() for c in tag):
-        return "must not contain whitespace or control characters"
-    return None
 
 
 def _figure(value: Any) -> float | None:
@@ -162,6 +162,8 @@ class Engine:
         self.step_s = step_s if step_s is not None else cfg.tick_s
         #: Set to stop between units of work (SIGTERM): the one running finishes and is persisted.
         self.stopping = threading.Event()
+        #: The running tick's signal points and verdicts, written together at its end.
+        self._writes = TickWrites()
 
     # ------------------------------------------------------------------ deploys
 
@@ -336,6 +338,28 @@ class Engine:
     def tick(self) -> None:
         """One round: new deploys, every running watch, every open rollback.
 
+        The watches' signal points and verdicts are collected while it runs and written in one
+        transaction once the watches are done (``_write_tick``) — also when the tick stops early
+        or raised: what the watches evaluated is never lost to a later unit of work's failure.
+        """
+        try:
+            self._round()
+        finally:
+            self._write_tick()
+
+    def _write_tick(self) -> None:
+        """Write the tick's points and verdicts (one fenced transaction; nothing when none). If the
+        write fails (the store is down, the lease lost), the watches whose rows were lost are
+        forgotten: each is rebuilt from the store at its next evaluation and records again what
+        changed."""
+        writes, self._writes = self._writes, TickWrites()
+        if writes and not self._guarded("tick writes failed", partial(self.store.write_tick, writes)):
+            for watch_id in writes.watch_ids():
+                self._memory.pop(watch_id, None)
+
+    def _round(self) -> None:
+        """The tick's work (``tick`` writes what it collected).
+
         Each watch and each rollback is its own unit of work: an exception in one is reported
         (log and Sentry) and the others still advance in the same tick. A watch that raised is
         rebuilt from the store at the next tick.
@@ -345,7 +369,9 @@ class Engine:
         now = self.clock.now()
         self._guarded("pause expiry failed", partial(self._expire_pauses, now))
         self._consume_deploys(now)
-        for watch in self.store.running_watches():
+        watches = self.store.running_watches()
+        self._guarded("prefetch failed", partial(self._prefetch, watches, now))
+        for watch in watches:
             if self.stopping.is_set():
                 return
             if not self._guarded(
@@ -356,6 +382,7 @@ class Engine:
                 watch_id=watch.id,
             ):
                 self._memory.pop(watch.id, None)
+        self._write_tick()  # before the rollbacks' steps (which may take long): readers see the tick
         if self.pipeline is not None:
             pipeline = self.pipeline
             for incident in self.store.open_incidents():
@@ -378,6 +405,21 @@ class Engine:
             report_exception(log, event, exc, **context)
             return False
         return True
+
+    def _prefetch(self, watches: list[Watch], now: float) -> None:
+        """Tell a batching source (``watchdog.sources.batch``) everything this tick's watches will
+        read, so that it asks once for all of them instead of once per watch and selector."""
+        prepare = getattr(self.source, "prepare", None)
+        if prepare is None:
+            return
+        needs = []
+        for watch in watches:
+            try:
+                mem = self._memory.get(watch.id) or self._recall(watch)
+                needs.extend(self._evaluator(watch, mem).needs(min(now, watch.ends_at)))
+            except Exception:  # the watch's own evaluation reports it
+                self._memory.pop(watch.id, None)
+        prepare(needs, now)
 
     def _evaluator(self, watch: Watch, mem: _WatchMemory) -> WatchEvaluator:
         if mem.evaluator is None:
@@ -475,9 +517,7 @@ class Engine:
             mem.states[v.signal] = state
             if state is SignalState.FAIL and severities.get(v.signal) is Severity.PAGE:
                 mem.paged.add(v.signal)
-        blind = [
-            e for e in self.store.decisions(env=watch.env) if e.watch_id == watch.id and e.kind == "blind"
-        ]
+        blind = self.store.decisions(watch_id=watch.id, kind=DecisionKind.BLIND)
         if blind and blind[-1].result in ("blind", "paged"):
             # still blind when the last process stopped: the alarm goes on from its first entry
             mem.blind = dict(blind[-1].evidence.get("blind", {}))
@@ -487,12 +527,14 @@ class Engine:
         return mem
 
     def _remember(self, watch: Watch, mem: _WatchMemory, results: list[SignalResult], now: float) -> None:
-        self.store.add_points([point(watch.id, now, r) for r in results])
+        """Each signal's point of this tick and a verdict where its state changed, collected for
+        the tick's one write at its end (``_write_tick``)."""
+        self._writes.points.extend(point(watch.id, now, r) for r in results)
         for r in results:
             if mem.states.get(r.signal) is not r.state:
                 mem.states[r.signal] = r.state
                 v = r.verdict
-                self.store.add_verdict(
+                self._writes.verdict(
                     watch.id,
                     now,
                     r.signal,

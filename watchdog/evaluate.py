@@ -45,6 +45,7 @@ from watchdog.phases import SignalState
 from watchdog.quality import DIP_SAMPLES, Checked, Fault, LabelKey, check_answer
 from watchdog.series import Series, counter_increase, group_key, samples_by
 from watchdog.sources.base import MetricSource
+from watchdog.sources.batch import Need, service_matchers
 
 AnySignal = RatioSignal | LatencySignal | ProbeSignal | RateSignal | GaugeSignal
 STATISTICAL = (RatioSignal, LatencySignal, RateSignal)
@@ -137,13 +138,65 @@ class Window:
 
     def _sums(self, start: float, end: float) -> dict[tuple[str, ...], float]:
         cached = self._cache.get((start, end))
-        if cached is not None:
-            return cached
-        out: dict[tuple[str, ...], float] = defaultdict(float)
-        for key, s in self._keyed:
-            out[key] += counter_increase(s, start, end)
-        self._cache[(start, end)] = out
-        return out
+        if cached is None:
+            self.warm([(start, end)])
+            cached = self._cache[(start, end)]
+        return cached
+
+    def warm(self, spans: Sequence[tuple[float, float]]) -> None:
+        """Count every series in each of ``spans`` at once (``counter_increase``, vectorised over
+        the series and the spans; the sums per group add up in the same order as one by one)."""
+        spans = [sp for sp in dict.fromkeys(spans) if sp not in self._cache]
+        if not spans:
+            return
+        flat = self._flat()
+        if flat is None:
+            for start, end in spans:
+                out: dict[tuple[str, ...], float] = defaultdict(float)
+                for key, s in self._keyed:
+                    out[key] += counter_increase(s, start, end)
+                self._cache[(start, end)] = out
+            return
+        keys, group, lo, place, t0, width, total = flat
+        bounds = np.array(spans, dtype=float)  # (spans, 2)
+        rel = np.clip(bounds - t0, -0.5, width - 0.5)
+        n = lo.size
+        # the last sample at or before each bound, per series: one search of all series' samples
+        q = (np.arange(n, dtype=float) * width)[:, None, None] + rel[None, :, :]  # (series, spans, 2)
+        at = np.searchsorted(place, q.ravel(), "right").reshape(q.shape) - 1
+        has = at >= lo[:, None, None]
+        tot = np.where(has, total[np.maximum(at, 0)], 0.0)
+        inc = np.where(has[..., 1], np.where(has[..., 0], tot[..., 1] - tot[..., 0], tot[..., 1]), 0.0)
+        for k, span in enumerate(spans):
+            sums = np.bincount(group, weights=inc[:, k], minlength=len(keys))
+            self._cache[span] = dict(zip(keys, sums.tolist(), strict=True))
+
+    def _flat(
+        self,
+    ) -> tuple[list[tuple[str, ...]], np.ndarray, np.ndarray, np.ndarray, float, float, np.ndarray] | None:
+        """All series' samples in one sorted array (series ``i`` at ``i × width`` + its time since
+        ``t0``), their totals, and each series' group; ``None`` when a series is out of order."""
+        got = self.__dict__.get("_flat_cache", False)
+        if got is not False:
+            return got  # type: ignore[no-any-return]
+        made = None
+        if self._keyed and all(s.ordered for _, s in self._keyed):
+            ts = [s.t for _, s in self._keyed]
+            t = np.concatenate(ts)
+            if t.size and bool(np.isfinite(t).all()):
+                sizes = np.fromiter((x.size for x in ts), dtype=np.int64, count=len(ts))
+                lo = np.cumsum(sizes) - sizes
+                t0 = float(t.min())
+                width = float(t.max()) - t0 + 2.0
+                index: dict[tuple[str, ...], int] = {}
+                group = np.fromiter(
+                    (index.setdefault(k, len(index)) for k, _ in self._keyed), dtype=np.int64, count=len(ts)
+                )
+                place = np.repeat(np.arange(len(ts), dtype=float) * width, sizes) + (t - t0)
+                total = np.concatenate([s.total for _, s in self._keyed])
+                made = (list(index), group, lo, place, t0, width, total)
+        self.__dict__["_flat_cache"] = made
+        return made
 
     def cohort_of(self, key: tuple[str, ...]) -> str:
         if not self.service.canary:
@@ -271,6 +324,8 @@ class _Counted(_Tracker):
         raise NotImplementedError
 
     def calibrate(self, windows: list[Window], spans: list[tuple[float, float]]) -> None:
+        for w in windows:
+            w.warm(spans)
         cb, bb, rho, allb, allt = [], [], [], [], []
         for s, e in spans:
             bt = self.bad_total(windows, s, e)
@@ -647,7 +702,7 @@ class WatchEvaluator:
         while before it is not taken for a new one; later fetches rely on the remembered samples.
         """
         extra = ("le",) if isinstance(tracker, _LatencyTracker) else ()
-        lookback = self.lookback_s if tracker.calibrated else self.history_s
+        lookback = self._reads(tracker, end)[1]
         out: list[Window] = []
         faults: list[Fault] = []
         hold = math.inf
@@ -671,6 +726,23 @@ class WatchEvaluator:
             hold = min(hold, got[1].hold)
         return out, Checked([], faults, hold)
 
+    def _reads(self, tracker: _Tracker, now: float) -> tuple[float, float]:
+        """Where the tracker's next interval starts and how far before it its read reaches."""
+        if tracker.calibrated:
+            return tracker.last, self.lookback_s
+        return self.reference_end - self.policy.calibration_s, self.history_s
+
+    def needs(self, now: float) -> list[Need]:
+        """What ``advance(now)`` will read, for a source that reads every watch's at once."""
+        out = []
+        for tracker in self.trackers:
+            first, lookback = self._reads(tracker, now)
+            for ref in tracker.selectors():
+                selector = ref.selector(self.service.match)
+                service = service_matchers(selector, self.service.match)
+                out.append(Need(selector, service, first - lookback, now))
+        return out
+
     def advance(self, now: float) -> list[SignalResult]:
         """Take in everything up to ``now`` and return each signal's state.
 
@@ -690,7 +762,7 @@ class WatchEvaluator:
         calib = self.policy.calibration_s
         before = tracker.last if tracker.calibrated else -math.inf
         try:
-            first = tracker.last if tracker.calibrated else self.reference_end - calib
+            first = self._reads(tracker, now)[0]
             windows, checked = self._windows(tracker, first, now)
             if isinstance(tracker, _GaugeTracker) and sig.promql is not None:
                 tracker.expr_series = self._expr(sig.promql, now)
@@ -700,7 +772,11 @@ class WatchEvaluator:
                 tracker.calibrate(windows, _spans(ref - calib, ref, self.step_s))
                 tracker.calibrated, tracker.last = True, self.watch_start
             upto = now if checked.hold > now else max(tracker.last, checked.hold - 1e-6)
-            for s, e in _spans(tracker.last, upto, self.step_s):
+            spans = _spans(tracker.last, upto, self.step_s)
+            if tracker.counts and len(spans) > 1:
+                for w in windows:
+                    w.warm(spans)
+            for s, e in spans:
                 tracker.update(windows, s, e)
             tracker.last = max(tracker.last, upto)
             tracker.observe(windows, now)

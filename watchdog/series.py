@@ -85,11 +85,17 @@ class Series:
     labels: Mapping[str, str]
     t: np.ndarray
     v: np.ndarray = field(repr=False)
-    total: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+    given_total: np.ndarray | None = field(repr=False, default=None, compare=False)
 
-    def __post_init__(self) -> None:
-        if self.total.size != self.v.size:
-            object.__setattr__(self, "total", _reset_corrected(self.v))
+    @property
+    def total(self) -> np.ndarray:
+        """Computed when first asked for (most series read from a source are cut or checked into
+        another one before anything is counted)."""
+        total = self.given_total
+        if total is None or total.size != self.v.size:
+            total = _reset_corrected(self.v)
+            object.__setattr__(self, "given_total", total)
+        return total
 
     @classmethod
     def from_pairs(cls, labels: Mapping[str, str], values: Iterable[Sequence[object]]) -> Series:
@@ -103,17 +109,30 @@ class Series:
         v = np.fromiter((p[1] for p in pairs), dtype=float, count=len(pairs))
         return cls(dict(labels), t, v)
 
+    @property
+    def ordered(self) -> bool:
+        """Every timestamp later than the one before (found once per series)."""
+        known = self.__dict__.get("_ordered")
+        if known is None:
+            t = self.t
+            known = t.size < 2 or bool((t[1:] > t[:-1]).all())
+            object.__setattr__(self, "_ordered", known)
+        return bool(known)
+
     def between(self, start: float, end: float) -> Series:
-        """The samples with ``start <= t <= end`` (views, no copies; ``total`` stays consistent).
+        """The samples with ``start <= t <= end`` (views of the arrays, no copies). Its ``total``
+        starts at its own first sample, as that of a series answered for this range alone would.
 
         An answer out of time order keeps its order (the checks report it), selected by mask.
         """
         t = self.t
-        if t.size > 1 and not bool((t[1:] > t[:-1]).all()):
+        if not self.ordered:
             keep = (t >= start) & (t <= end)
-            return Series(self.labels, t[keep], self.v[keep], self.total[keep])
+            return Series(self.labels, t[keep], self.v[keep])
         i, j = t.searchsorted(start, "left"), t.searchsorted(end, "right")
-        return Series(self.labels, t[i:j], self.v[i:j], self.total[i:j])
+        if i == 0 and j == t.size:
+            return self
+        return Series(self.labels, t[i:j], self.v[i:j])
 
     def until(self, end: float) -> Series:
         return self.between(-math.inf, end)

@@ -643,8 +643,8 @@ def watch_series_of(store: Store, watch: Watch) -> SeriesOut:
         by_signal.setdefault(p.signal, []).append(PointOut.model_validate(p))
     markers = [Marker(at=watch.started_at, kind="deploy", label="deploy")]
     incidents = {watch.incident_id} if watch.incident_id else set()
-    for e in store.decisions(env=watch.env):
-        if e.watch_id == watch.id and e.kind not in (DecisionKind.NOTICE, DecisionKind.WATCH_STARTED):
+    for e in store.decisions(watch_id=watch.id):
+        if e.kind not in (DecisionKind.NOTICE, DecisionKind.WATCH_STARTED):
             markers.append(Marker(at=e.at, kind=e.kind.value, label=e.reason[:120]))
             if e.incident_id:
                 incidents.add(e.incident_id)

@@ -270,8 +270,8 @@ def _latest_states(store: Store, watch: Watch) -> list[dict[str, Any]]:
 
 def _incidents_of(store: Store, watch: Watch) -> list[int]:
     found = {watch.incident_id} if watch.incident_id else set()
-    for e in store.decisions(env=watch.env):
-        if e.watch_id == watch.id and e.incident_id:
+    for e in store.decisions(watch_id=watch.id):
+        if e.incident_id:
             found.add(e.incident_id)
     return sorted(i for i in found if i is not None)
 

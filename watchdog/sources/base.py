@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import numpy as np
+
 from watchdog.errors import SourceGarbled
 from watchdog.series import Selector, Series
 
@@ -31,6 +33,9 @@ def parse_matrix(result: Any, where: str) -> list[Series]:
     """
     if not isinstance(result, list):
         raise SourceGarbled(f"{where}: expected a list of series, got {type(result).__name__}")
+    fast = _parse_at_once(result)
+    if fast is not None:
+        return fast
     out = []
     for i, item in enumerate(result):
         if not isinstance(item, dict):
@@ -50,4 +55,41 @@ def parse_matrix(result: Any, where: str) -> list[Series]:
             out.append(Series.from_pairs(metric, values))
         except (TypeError, ValueError) as exc:
             raise SourceGarbled(f'{where}: result[{i}].values: not [time, "value"] pairs ({exc})') from exc
+    return out
+
+
+def _parse_at_once(result: list[Any]) -> list[Series] | None:
+    """The common case, every sample of every series converted in one go: a well-formed matrix
+    (objects with string labels and ``[number, "string"]`` pairs). ``None`` for anything else,
+    which ``parse_matrix`` then reads series by series, to say exactly what is wrong."""
+    try:
+        labels: list[dict[str, str]] = []
+        sizes: list[int] = []
+        times: list[Any] = []
+        values: list[Any] = []
+        for item in result:
+            metric, pairs = item["metric"], item["values"]
+            if type(metric) is not dict or type(pairs) is not list:
+                return None
+            labels.append(metric)
+            sizes.append(len(pairs))
+            for t, v in pairs:
+                times.append(t)
+                values.append(v)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not all(type(t) in (float, int) for t in times) or not all(type(v) is str for v in values):
+        return None
+    if not all(type(k) is str and type(v) is str for m in labels for k, v in m.items()):
+        return None
+    try:
+        t_all = np.array(times, dtype=float)
+        v_all = np.array(values).astype(float) if values else np.empty(0)
+    except ValueError:
+        return None
+    out = []
+    end = 0
+    for metric, n in zip(labels, sizes, strict=True):
+        start, end = end, end + n
+        out.append(Series(dict(metric), t_all[start:end], v_all[start:end]))
     return out

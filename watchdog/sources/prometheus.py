@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 import requests
+import requests.adapters
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
@@ -25,6 +26,18 @@ from watchdog.sources.base import parse_matrix
 #: What prometheus-api-client raises when a 200 answer is not the JSON it expects.
 #: (requests' own JSONDecodeError is also a RequestException: it must be caught first.)
 _GARBLED = (requests.JSONDecodeError, KeyError, TypeError, ValueError)
+
+
+#: Queries longer than this go in a POST body instead of the URL.
+LONG_QUERY = 4096
+
+
+def shown(query: str, limit: int = 240) -> str:
+    """A query as errors and logs name it: in full when short, else its start and its length (one
+    over a thousand services is mostly the alternation of their names)."""
+    if len(query) <= limit:
+        return repr(query)
+    return f"{query[:limit]!r}… ({len(query)} characters)"
 
 
 class PrometheusSource:
@@ -48,23 +61,51 @@ class PrometheusSource:
         self._prom = PrometheusConnect(
             url=self.url, headers=headers or {}, auth=auth, retry=retry, timeout=math.ceil(timeout_s)
         )
+        self._headers, self._auth, self._retry = headers or {}, auth, retry
+        self._long: requests.Session | None = None  # for queries too long for a URL (see _instant)
+
+    def _instant(self, query: str, at: float) -> Any:
+        """An instant query. One over every watched service holds an alternation of all of them
+        (``watchdog.sources.batch``): past ``LONG_QUERY`` characters it is sent as a form body,
+        as Prometheus's API allows, since proxies in front of it limit the length of URLs."""
+        params = {"time": f"{at:.3f}"}
+        if len(query) <= LONG_QUERY:
+            return self._prom.custom_query(query, params=params, timeout=self.timeout_s)
+        if self._long is None:
+            self._long = requests.Session()
+            self._long.mount(self.url, requests.adapters.HTTPAdapter(max_retries=self._retry))
+        answer = self._long.post(
+            f"{self.url}/api/v1/query",
+            data={"query": query, **params},
+            headers=self._headers,
+            auth=self._auth,
+            timeout=self.timeout_s,
+        )
+        if answer.status_code != 200:
+            raise PrometheusApiClientException(
+                f"HTTP Status Code {answer.status_code} ({answer.content[:200]!r})"
+            )
+        return answer.json()["data"]["result"]
 
     def fetch(self, selector: Selector, start: float, end: float) -> list[Series]:
         sel = selector.with_matchers(*self._extra) if self._extra else selector
-        span = max(1, math.ceil(end - start))
+        # one second more than the range, so a sample exactly at ``start`` is in, whether the
+        # server's range selectors are closed on the left (Prometheus 2) or open (Prometheus 3)
+        span = max(1, math.ceil(end - start)) + 1
         query = f"{sel.promql()}[{span}s]"
         try:
-            result = self._prom.custom_query(query, params={"time": f"{end:.3f}"}, timeout=self.timeout_s)
+            result = self._instant(query, end)
         except _GARBLED as exc:
             raise SourceGarbled(
-                f"prometheus at {self.url} answered {query!r} with something that is not a query result "
-                f"({type(exc).__name__}: {exc})"
+                f"prometheus at {self.url} answered {shown(query)} with something that is not a query "
+                f"result ({type(exc).__name__}: {exc})"
             ) from exc
         except (requests.RequestException, PrometheusApiClientException) as exc:
-            raise SourceUnavailable(f"prometheus at {self.url} did not answer {query!r}: {exc}") from exc
+            raise SourceUnavailable(f"prometheus at {self.url} did not answer {shown(query)}: {exc}") from exc
         # the range selector is rounded up to whole seconds: samples just before ``start`` are ours to
         # trim; anything after ``end`` is left for the checks to find (Prometheus never sends it)
-        return [s.between(start, math.inf) for s in parse_matrix(result, f"prometheus answer to {query!r}")]
+        where = f"prometheus answer to {shown(query)}"
+        return [s.between(start, math.inf) for s in parse_matrix(result, where)]
 
     def fetch_expr(self, expr: str, start: float, end: float, step_s: float) -> list[Series]:
         """Evaluate a raw PromQL expression over a range (the escape hatch for gauge signals)."""

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from alembic import command
@@ -42,6 +42,8 @@ from watchdog.phases import (
     WatchPhase,
 )
 from watchdog.store.models import (
+    OPEN_INCIDENT,
+    UNDELIVERED_NOTICE,
     DecisionEntry,
     DeployEvent,
     Incident,
@@ -77,12 +79,14 @@ __all__ = [
     "NoticeRow",
     "Pause",
     "Pin",
+    "Pruned",
     "Quarantine",
     "Release",
     "ReleaseRef",
     "SignalPoint",
     "Step",
     "Store",
+    "TickWrites",
     "VerdictRow",
     "Watch",
     "display_url",
@@ -104,6 +108,9 @@ class Keep:
 
 
 KEEP = Keep()
+#: The tables the tick writes in bulk (Core inserts: one executemany each).
+_POINTS = cast(sa.Table, SignalPoint.__table__)
+_VERDICTS = cast(sa.Table, VerdictRow.__table__)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -117,6 +124,61 @@ class ReleaseRef:
     build_url: str | None = None
     #: The release's migration manifest, when the deploy event carried one.
     migrations: tuple[Migration, ...] | None = None
+
+
+@dataclass
+class TickWrites:
+    """What one tick writes of its watches — every signal's point, each change of state's verdict —
+    collected while it runs and written at its end in one transaction (``Store.write_tick``)."""
+
+    points: list[dict[str, Any]] = field(default_factory=list)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+
+    def verdict(
+        self,
+        watch_id: int,
+        at: float,
+        signal: str,
+        state: str,
+        detector: str,
+        statistic: float | None,
+        threshold: float | None,
+        summary: str,
+        evidence: dict[str, Any],
+    ) -> None:
+        """A verdict row, as ``Store.add_verdict`` would write it."""
+        self.verdicts.append(
+            {
+                "watch_id": watch_id,
+                "at": at,
+                "signal": signal,
+                "state": state,
+                "detector": detector,
+                "statistic": statistic,
+                "threshold": threshold,
+                "summary": summary,
+                "evidence": evidence,
+            }
+        )
+
+    def watch_ids(self) -> set[int]:
+        return {int(r["watch_id"]) for r in (*self.points, *self.verdicts)}
+
+    def __bool__(self) -> bool:
+        return bool(self.points or self.verdicts)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What one run of the retention deleted (``Store.prune``)."""
+
+    points: int = 0
+    verdicts: int = 0
+    #: Watches whose points (verdicts) are all gone now.
+    points_watches: int = 0
+    verdicts_watches: int = 0
+    #: The run stopped before it was done (the daemon stops, the leader changed): the next goes on.
+    interrupted: bool = False
 
 
 def _get(s: Session, model: type[_Row], row_id: int) -> _Row:
@@ -653,7 +715,26 @@ class Store:
         if not rows:
             return
         with self.session() as s:
-            s.execute(sa.insert(SignalPoint), list(rows))
+            s.execute(sa.insert(_POINTS), list(rows))
+
+    def write_tick(self, writes: TickWrites) -> None:
+        """A tick's signal points and verdicts in one transaction, each table in one bulk insert.
+        The commit is fenced like every other: a deposed leader's is refused (``LeaseLost``)."""
+        if not writes:
+            return
+        verdicts = writes.verdicts
+        if has_secrets():  # a Core insert passes no ORM flush: scrub here
+            verdicts = [
+                {k: redact(v) if isinstance(v, str | dict | list) else v for k, v in row.items()}
+                for row in verdicts
+            ]
+        # the tables', not the ORM's bulk insert: that splits the rows wherever one's None columns
+        # differ from the next one's; this is one executemany per table
+        with self.session() as s:
+            if writes.points:
+                s.execute(sa.insert(_POINTS), writes.points)
+            if verdicts:
+                s.execute(sa.insert(_VERDICTS), verdicts)
 
     def points(self, watch_id: int, signal: str | None = None) -> list[SignalPoint]:
         """A watch's signal points, oldest first (one signal's, or all)."""
@@ -667,6 +748,93 @@ class Store:
         with self.session() as s:
             q = sa.select(VerdictRow).filter_by(watch_id=watch_id).order_by(VerdictRow.id)
             return list(s.scalars(q))
+
+    # ------------------------------------------------------------------ retention
+
+    def prune(
+        self,
+        now: float,
+        *,
+        points_s: float | None,
+        verdicts_s: float | None,
+        batch: int = 5000,
+        watches: int = 200,
+        keep_going: Callable[[], bool] = lambda: True,
+    ) -> Pruned:
+        """The retention: delete the signal points of watches that ended more than ``points_s``
+        before ``now``, and the verdicts of those that ended more than ``verdicts_s`` before it
+        (None or 0: kept for ever). Never a running watch's rows, never those an open incident
+        needs (the watch that decided it, its watch after the rollback), never the decision log.
+
+        It deletes in transactions of at most ``batch`` rows of at most ``watches`` watches, each
+        fenced like every write, oldest watches first; a watch whose rows are all gone is marked
+        (``points_pruned_at``, ``verdicts_pruned_at``) and never read again. ``keep_going`` is
+        asked between two transactions: False ends the run early (the next run goes on)."""
+        rows, emptied = {"points": 0, "verdicts": 0}, {"points": 0, "verdicts": 0}
+        interrupted = False
+        work = (("points", SignalPoint, points_s), ("verdicts", VerdictRow, verdicts_s))
+        for name, model, keep_s in work:
+            while keep_s and not interrupted:
+                if not keep_going():
+                    interrupted = True
+                    break
+                deleted, marked = self._prune_batch(model, name, now - keep_s, now, batch, watches)
+                rows[name] += deleted
+                emptied[name] += marked
+                if deleted == 0 and marked == 0:
+                    break
+        return Pruned(
+            points=rows["points"],
+            verdicts=rows["verdicts"],
+            points_watches=emptied["points"],
+            verdicts_watches=emptied["verdicts"],
+            interrupted=interrupted,
+        )
+
+    def _prune_batch(
+        self,
+        model: type[SignalPoint] | type[VerdictRow],
+        name: str,
+        cutoff: float,
+        now: float,
+        batch: int,
+        watches: int,
+    ) -> tuple[int, int]:
+        """One transaction of the retention: (rows deleted, watches marked as pruned)."""
+        mark = getattr(Watch, f"{name}_pruned_at")
+        with self.session() as s:
+            open_ids = list(s.scalars(sa.select(Incident.id).where(sa.text(OPEN_INCIDENT))))
+            q = sa.select(Watch.id).where(
+                mark.is_(None), Watch.ended_at < cutoff, Watch.phase != WatchPhase.RUNNING
+            )
+            if open_ids:  # what an open incident shows: its deciding watch, its post-rollback watch
+                deciding = sa.select(DecisionEntry.watch_id).where(
+                    DecisionEntry.incident_id.in_(open_ids), DecisionEntry.watch_id.is_not(None)
+                )
+                needed = [w for w in s.scalars(deciding.distinct()) if w is not None]
+                if needed:
+                    q = q.where(Watch.id.not_in(needed))
+                q = q.where(sa.or_(Watch.incident_id.is_(None), Watch.incident_id.not_in(open_ids)))
+            ids = list(s.scalars(q.order_by(Watch.ended_at, Watch.id).limit(watches)))
+            if not ids:
+                return 0, 0
+            # the ids first, then the rows by primary key: PostgreSQL would hash-join a subquery's
+            # ids against the whole table
+            rows = sa.select(model.id).where(model.watch_id.in_(ids)).order_by(model.watch_id)
+            doomed = list(s.scalars(rows.limit(batch)))
+            if doomed:
+                s.execute(
+                    sa.delete(model).where(model.id.in_(doomed)).execution_options(synchronize_session=False)
+                )
+            if len(doomed) >= batch:
+                return len(doomed), 0  # more of these watches' rows are left: the next batch goes on
+            s.execute(
+                sa.update(Watch)
+                .where(Watch.id.in_(ids))
+                .values({mark.key: now})
+                .execution_options(synchronize_session=False)
+            )
+            return len(doomed), len(ids)
 
     # ------------------------------------------------------------------ incidents and steps
 
@@ -722,16 +890,20 @@ class Store:
             return row
 
     def open_incidents(self) -> list[Incident]:
+        # the partial index's own condition, as text: the planner then reads the index of open
+        # incidents (``uq_open_incident``) instead of every incident ever opened
         with self.session() as s:
-            q = sa.select(Incident).where(Incident.phase.not_in(IncidentPhase.closed())).order_by(Incident.id)
+            q = sa.select(Incident).where(sa.text(OPEN_INCIDENT)).order_by(Incident.id)
             return list(s.scalars(q))
 
     def incidents_since(self, env: str, since: float, actor: str | None = None) -> list[Incident]:
+        """The environment's incidents opened at or after ``since``, oldest first (in the order of
+        their index, ``ix_incidents_env_created``: each tick asks for every watch after promotion)."""
         with self.session() as s:
             q = sa.select(Incident).where(Incident.env == env, Incident.created_at >= since)
             if actor is not None:
                 q = q.where(Incident.actor == actor)
-            return list(s.scalars(q.order_by(Incident.id)))
+            return list(s.scalars(q.order_by(Incident.created_at, Incident.id)))
 
     def last_deploy_watch(self, env: str, service: str) -> Watch | None:
         with self.session() as s:
@@ -955,14 +1127,28 @@ class Store:
             return [(p, r) for p, r in s.execute(q.order_by(Pin.id.desc()).limit(limit)).all()]
 
     def decisions(
-        self, env: str | None = None, limit: int | None = None, incident_id: int | None = None
+        self,
+        env: str | None = None,
+        limit: int | None = None,
+        incident_id: int | None = None,
+        *,
+        watch_id: int | None = None,
+        kind: str | Collection[str] | None = None,
     ) -> Sequence[DecisionEntry]:
+        """Entries oldest first (the newest ``limit``): of an environment, an incident, a watch,
+        of one kind or several — each an indexed read, never the whole log."""
         with self.session() as s:
             q = sa.select(DecisionEntry)
             if env is not None:
                 q = q.filter_by(env=env)
             if incident_id is not None:
                 q = q.filter_by(incident_id=incident_id)
+            if watch_id is not None:
+                q = q.filter_by(watch_id=watch_id)
+            if isinstance(kind, str):
+                q = q.filter_by(kind=kind)
+            elif kind is not None:
+                q = q.where(DecisionEntry.kind.in_([DecisionKind(k) for k in kind]))
             q = q.order_by(DecisionEntry.id.desc())
             if limit is not None:
                 q = q.limit(limit)
@@ -994,9 +1180,10 @@ class Store:
         """The notices to deliver now: of each (notifier, subject), only its oldest undelivered
         one — a thread is told in order — and only if its attempt is due."""
         with self.session() as s:
+            # the partial index's own condition, as text: only the undelivered notices are read
             q = (
                 sa.select(NoticeRow)
-                .where(NoticeRow.phase.in_((NOTICE_PENDING, NOTICE_SENDING)))
+                .where(sa.text(UNDELIVERED_NOTICE))
                 .order_by(NoticeRow.id)
                 .limit(limit * 10)
             )

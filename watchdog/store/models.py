@@ -59,6 +59,8 @@ class Vocabulary(TypeDecorator[_E], Generic[_E]):
 
 #: The condition of an open incident (neither resolved nor escalated), as SQL.
 OPEN_INCIDENT = "phase NOT IN ('resolved', 'escalated', 'vetoed')"
+#: The condition of a notice not delivered yet (pending, or an attempt begun), as SQL.
+UNDELIVERED_NOTICE = "phase IN ('pending', 'sending')"
 
 
 class Base(DeclarativeBase):
@@ -103,6 +105,8 @@ class DeployEvent(Base):
     """A deploy announced to the watchdog (CLI, API, GitHub polling), consumed by the daemon."""
 
     __tablename__ = "deploy_events"
+    #: Each tick reads the events not consumed yet (migration 0010).
+    __table_args__ = (Index("ix_deploy_events_pending", "consumed_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     env: Mapped[str] = mapped_column(String(32))
@@ -123,7 +127,15 @@ class Watch(Base):
     """One watch of a release: after its deploy, or after a rollback to it."""
 
     __tablename__ = "watches"
-    __table_args__ = (Index("ix_watches_phase", "phase"),)
+    __table_args__ = (
+        Index("ix_watches_phase", "phase"),
+        # the newest deploy watch of a service; a service's watches of a kind (migration 0010)
+        Index("ix_watches_service", "env", "service", "kind", "id"),
+        Index("ix_watches_incident", "incident_id", "kind"),
+        # retention: the ended watches whose points (verdicts) are still stored, oldest first
+        Index("ix_watches_points_kept", "points_pruned_at", "ended_at"),
+        Index("ix_watches_verdicts_kept", "verdicts_pruned_at", "ended_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     env: Mapped[str] = mapped_column(String(32))
@@ -137,6 +149,9 @@ class Watch(Base):
     ends_at: Mapped[float] = mapped_column(Float)
     ended_at: Mapped[float | None] = mapped_column(Float)
     summary: Mapped[str | None] = mapped_column(Text)
+    #: When the retention deleted the ended watch's signal points (its verdicts): None while kept.
+    points_pruned_at: Mapped[float | None] = mapped_column(Float)
+    verdicts_pruned_at: Mapped[float | None] = mapped_column(Float)
 
 
 class VerdictRow(Base):
@@ -171,6 +186,7 @@ class Incident(Base):
             sqlite_where=text(OPEN_INCIDENT),
             postgresql_where=text(OPEN_INCIDENT),
         ),
+        Index("ix_incidents_env_created", "env", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -192,7 +208,10 @@ class Step(Base):
     """A pipeline step, recorded before it runs and after; the key makes its effect happen once."""
 
     __tablename__ = "steps"
-    __table_args__ = (UniqueConstraint("idempotency_key", name="uq_step_key"),)
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_step_key"),
+        Index("ix_steps_incident", "incident_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
@@ -213,7 +232,16 @@ class DecisionEntry(Base):
     """The append-only decision log: database triggers refuse UPDATE and DELETE."""
 
     __tablename__ = "decision_log"
-    __table_args__ = (Index("ix_decision_log_env", "env", "at"),)
+    __table_args__ = (
+        Index("ix_decision_log_env", "env", "at"),
+        # the read paths of migration 0010: newest first by environment (and service, kind), a
+        # watch's entries (of a kind), an incident's entries
+        Index("ix_decision_log_env_id", "env", "id"),
+        Index("ix_decision_log_service", "env", "service", "id"),
+        Index("ix_decision_log_kind", "env", "kind", "id"),
+        Index("ix_decision_log_watch", "watch_id", "kind"),
+        Index("ix_decision_log_incident", "incident_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[float] = mapped_column(Float)
@@ -254,7 +282,10 @@ class Pause(Base):
     ``until`` — a pause is never forgotten — or until a human resumes it (``ended_at``)."""
 
     __tablename__ = "pauses"
-    __table_args__ = (Index("ix_pauses_env", "env", "ended_at"),)
+    __table_args__ = (
+        Index("ix_pauses_env", "env", "ended_at"),
+        Index("ix_pauses_open", "ended_at", "until"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     env: Mapped[str] = mapped_column(String(32))
@@ -281,6 +312,14 @@ class NoticeRow(Base):
         UniqueConstraint("notifier", "key", name="uq_notice_key"),
         Index("ix_notices_due", "phase", "next_attempt_at"),
         Index("ix_notices_subject", "notifier", "subject", "id"),
+        Index("ix_notices_by_subject", "subject", "notifier"),
+        # the outbox's queue: only the few notices not delivered yet, however many were (0010)
+        Index(
+            "ix_notices_undelivered",
+            "id",
+            sqlite_where=text(UNDELIVERED_NOTICE),
+            postgresql_where=text(UNDELIVERED_NOTICE),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
