@@ -227,7 +227,8 @@ class BatchedSource:
         keep_from = min(starts.values())
         group.held = {s: h for s, h in group.held.items() if s in starts}  # the others age out
         held = [s for s, h in group.held.items() if h.since <= starts[s]]
-        new = [s for s in starts if s not in held]
+        holding = set(held)
+        new = [s for s in starts if s not in holding]
         if held:
             start = max(min(group.held[s].to for s in held) - self.settle_s, keep_from)
             try:
