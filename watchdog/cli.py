@@ -281,12 +281,9 @@ def cmd_log(args: argparse.Namespace) -> int:
 
     cfg = _config_for(args)
     with _store(cfg, create=False) as store:
-        if args.kind is None:
-            entries = list(store.decisions(env=args.env, limit=args.limit, incident_id=args.incident))
-        else:
-            every = store.decisions(env=args.env, incident_id=args.incident)
-            entries = [e for e in every if e.kind.value in args.kind]
-            entries = entries[-args.limit :] if args.limit else entries
+        entries = list(
+            store.decisions(env=args.env, limit=args.limit, incident_id=args.incident, kind=args.kind)
+        )
     if args.json:
         print(json.dumps([redact(decision_dict(e)) for e in entries], indent=2))
     else:
