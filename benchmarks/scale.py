@@ -260,6 +260,9 @@ def run(mode: str, n: int, url: str, ticks: int, workdir: Path) -> dict[str, Any
         p0, c0 = prometheus_query_seconds(url), time.process_time()
         engine.tick()
         cpu.append(time.process_time() - c0)
+        print(
+            f"  {mode} tick {len(cpu)}: {cpu[-1]:.2f} CPU-s, {counter.n} queries", file=sys.stderr, flush=True
+        )
         prom.append(prometheus_query_seconds(url) - p0)
         queries.append(counter.n)
     decisions = sorted(
@@ -306,7 +309,7 @@ def _child(mode: str, n: int, url: str, ticks: int, workdir: Path) -> dict[str, 
             *("--ticks", str(ticks), "--keep", str(workdir)),
         ],
         check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,  # progress goes to stderr as it happens
         text=True,
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
