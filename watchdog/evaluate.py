@@ -702,7 +702,7 @@ class WatchEvaluator:
         while before it is not taken for a new one; later fetches rely on the remembered samples.
         """
         extra = ("le",) if isinstance(tracker, _LatencyTracker) else ()
-        lookback = self._reads(tracker, end)[1]
+        lookback = self._reads(tracker)[1]
         out: list[Window] = []
         faults: list[Fault] = []
         hold = math.inf
@@ -726,7 +726,7 @@ class WatchEvaluator:
             hold = min(hold, got[1].hold)
         return out, Checked([], faults, hold)
 
-    def _reads(self, tracker: _Tracker, now: float) -> tuple[float, float]:
+    def _reads(self, tracker: _Tracker) -> tuple[float, float]:
         """Where the tracker's next interval starts and how far before it its read reaches."""
         if tracker.calibrated:
             return tracker.last, self.lookback_s
@@ -736,7 +736,7 @@ class WatchEvaluator:
         """What ``advance(now)`` will read, for a source that reads every watch's at once."""
         out = []
         for tracker in self.trackers:
-            first, lookback = self._reads(tracker, now)
+            first, lookback = self._reads(tracker)
             for ref in tracker.selectors():
                 selector = ref.selector(self.service.match)
                 service = service_matchers(selector, self.service.match)
@@ -762,7 +762,7 @@ class WatchEvaluator:
         calib = self.policy.calibration_s
         before = tracker.last if tracker.calibrated else -math.inf
         try:
-            first = self._reads(tracker, now)[0]
+            first = self._reads(tracker)[0]
             windows, checked = self._windows(tracker, first, now)
             if isinstance(tracker, _GaugeTracker) and sig.promql is not None:
                 tracker.expr_series = self._expr(sig.promql, now)

@@ -266,6 +266,21 @@ def _kept(store: Store, *watches: int) -> dict[int, tuple[int, int]]:
     return {w: (len(store.points(w)), len(store.verdicts(w))) for w in watches}
 
 
+def _decided(store: Store, service: str, watch_id: int, incident_id: int) -> None:
+    """The decision-log entry of a rollback a watch decided 40 days ago."""
+    store.log_decision(
+        at=T - 40 * DAY,
+        env="prod",
+        service=service,
+        kind="rollback_decided",
+        reason="5xx",
+        actor="automatic",
+        result="rollback_started",
+        watch_id=watch_id,
+        incident_id=incident_id,
+    )
+
+
 def test_the_retention_prunes_ended_watches_only_and_never_the_decision_log(store: Store) -> None:
     old = _watch(store, "old", ended_days_ago=40)
     recent = _watch(store, "recent", ended_days_ago=10)
@@ -275,17 +290,7 @@ def test_the_retention_prunes_ended_watches_only_and_never_the_decision_log(stor
     opened = store.create_incident(
         "prod", "deciding", bad.id, None, "signal:http_5xx", "5xx", "automatic", T - 40 * DAY, {}
     )
-    store.log_decision(
-        at=T - 40 * DAY,
-        env="prod",
-        service="deciding",
-        kind="rollback_decided",
-        reason="5xx",
-        actor="automatic",
-        result="rollback_started",
-        watch_id=deciding,
-        incident_id=opened.id,
-    )
+    _decided(store, "deciding", deciding, opened.id)
     after = _watch(  # the open incident's watch after its rollback
         store, "deciding", ended_days_ago=39, kind=WatchKind.POST_ROLLBACK.value, incident_id=opened.id
     )
@@ -294,17 +299,7 @@ def test_the_retention_prunes_ended_watches_only_and_never_the_decision_log(stor
         "prod", "closed", bad.id, None, "signal:http_5xx", "5xx", "automatic", T - 40 * DAY, {}
     )
     store.set_incident_phase(closed.id, IncidentPhase.RESOLVED, T - 39 * DAY)
-    store.log_decision(
-        at=T - 40 * DAY,
-        env="prod",
-        service="closed",
-        kind="rollback_decided",
-        reason="5xx",
-        actor="automatic",
-        result="rollback_started",
-        watch_id=closed_deciding,
-        incident_id=closed.id,
-    )
+    _decided(store, "closed", closed_deciding, closed.id)
     entries = len(store.decisions())
     clock = SimClock(T)
     retention = Retention(store, clock, RetentionConfig(points_days=30, verdicts_days=30, batch=100))
@@ -473,7 +468,7 @@ class _StopAfter:
             self.engine.stopping.set()
 
     def decision(self, entry: DecisionEntry) -> None:
-        pass
+        """Decisions are not what this reporter counts."""
 
 
 def test_a_tick_that_stops_early_or_meets_a_failing_watch_still_writes_what_it_evaluated(

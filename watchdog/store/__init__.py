@@ -146,7 +146,7 @@ class TickWrites:
         summary: str,
         evidence: dict[str, Any],
     ) -> None:
-        """A verdict row, as ``Store.add_verdict`` would write it."""
+        """A verdict row of the tick (``Store.write_tick`` writes it)."""
         self.verdicts.append(
             {
                 "watch_id": watch_id,
@@ -683,39 +683,16 @@ class Store:
             if row.phase == WatchPhase.RUNNING:
                 row.ends_at = max(row.ends_at, ends_at)
 
-    def add_verdict(
-        self,
-        watch_id: int,
-        at: float,
-        signal: str,
-        state: str,
-        detector: str,
-        statistic: float | None,
-        threshold: float | None,
-        summary: str,
-        evidence: dict[str, Any],
-    ) -> None:
-        with self.session() as s:
-            s.add(
-                VerdictRow(
-                    watch_id=watch_id,
-                    at=at,
-                    signal=signal,
-                    state=state,
-                    detector=detector,
-                    statistic=statistic,
-                    threshold=threshold,
-                    summary=summary,
-                    evidence=evidence,
-                )
-            )
+    def add_verdict(self, watch_id: int, at: float, signal: str, *rest: Any) -> None:
+        """One verdict row on its own (a tick writes its rows together: ``write_tick``); the
+        remaining fields as ``TickWrites.verdict`` takes them."""
+        writes = TickWrites()
+        writes.verdict(watch_id, at, signal, *rest)
+        self.write_tick(writes)
 
     def add_points(self, rows: Sequence[dict[str, Any]]) -> None:
-        """A tick's signal points, in one statement."""
-        if not rows:
-            return
-        with self.session() as s:
-            s.execute(sa.insert(_POINTS), list(rows))
+        """Signal points on their own (a tick writes its rows together: ``write_tick``)."""
+        self.write_tick(TickWrites(points=list(rows)))
 
     def write_tick(self, writes: TickWrites) -> None:
         """A tick's signal points and verdicts in one transaction, each table in one bulk insert.
