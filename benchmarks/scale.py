@@ -229,6 +229,19 @@ def prometheus_query_seconds(url: str) -> float:
     return total
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux's ``VmHWM`` is the high-water mark of the
+    process's own address space; ``ru_maxrss`` survives ``exec`` and would report the parent's
+    (which holds the generated history) for a child that never came near it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run(mode: str, n: int, url: str, ticks: int, workdir: Path) -> dict[str, Any]:
     """Watch N deploys for 1 + ``ticks`` ticks; what it cost (in this process)."""
     from watchdog.app import build_source
@@ -261,7 +274,10 @@ def run(mode: str, n: int, url: str, ticks: int, workdir: Path) -> dict[str, Any
         engine.tick()
         cpu.append(time.process_time() - c0)
         print(
-            f"  {mode} tick {len(cpu)}: {cpu[-1]:.2f} CPU-s, {counter.n} queries", file=sys.stderr, flush=True
+            f"  {mode} tick {len(cpu)}: {cpu[-1]:.2f} CPU-s, {counter.n} queries, "
+            f"peak RSS {peak_rss_mb():.0f} MB",
+            file=sys.stderr,
+            flush=True,
         )
         prom.append(prometheus_query_seconds(url) - p0)
         queries.append(counter.n)
@@ -270,7 +286,7 @@ def run(mode: str, n: int, url: str, ticks: int, workdir: Path) -> dict[str, Any
         for e in store.decisions(env="prod")
         if e.kind not in ("pin", "watch_started")
     )
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_rss_mb()
     return {
         "mode": mode,
         "first_tick_cpu_s": cpu[0],

@@ -42,8 +42,8 @@ from watchdog.config import (
 )
 from watchdog.errors import SourceUnavailable
 from watchdog.phases import SignalState
-from watchdog.quality import DIP_SAMPLES, Checked, Fault, LabelKey, check_answer
-from watchdog.series import Series, counter_increase, group_key, samples_by
+from watchdog.quality import DIP_SAMPLES, Checked, Fault, check_answer
+from watchdog.series import LabelKey, Series, counter_increase, group_key, samples_by
 from watchdog.sources.base import MetricSource
 from watchdog.sources.batch import Need, service_matchers
 

@@ -179,6 +179,19 @@ def counter_increase(series: Series, start: float, end: float) -> float:
     return float(total[j] - total[i]) if i >= 0 else float(total[j])
 
 
+#: A series' identity: its label names and values in name order, flat (``name, value, …``) —
+#: one small tuple per series, since a replica watching a thousand services holds ~50,000 of them.
+LabelKey = tuple[str, ...]
+
+
+def label_key(labels: Mapping[str, str]) -> LabelKey:
+    return tuple(x for pair in sorted(labels.items()) for x in pair)
+
+
+def key_labels(key: LabelKey) -> dict[str, str]:
+    return dict(zip(key[::2], key[1::2], strict=True))
+
+
 def group_key(labels: Mapping[str, str], by: Sequence[str]) -> tuple[str, ...]:
     return tuple(labels.get(b, "") for b in by)
 

@@ -8,6 +8,7 @@ reason the decision log gives for it.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,11 +24,14 @@ from tests.fixtures.faults import SOURCES, START, STEP, config, make_deploy, run
 from watchdog.clock import SimClock
 from watchdog.emulator.pagerduty import ROUTING_KEY, PagerDutyEmulator
 from watchdog.engine import Engine
+from watchdog.errors import SourceGarbled
 from watchdog.observability import configure_logging, init_sentry, register_secrets
 from watchdog.phases import DecisionKind, SignalState
 from watchdog.quality import check_answer
-from watchdog.series import Series
+from watchdog.series import Selector, Series
 from watchdog.sources import PrometheusSource
+from watchdog.sources.base import parse_matrix
+from watchdog.sources.prometheus import LONG_QUERY
 from watchdog.store import ReleaseRef, Store
 
 pytestmark = pytest.mark.slow
@@ -205,8 +209,71 @@ class _Broken(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:  # a query too long for a URL comes as a form body
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.do_GET()
+
     def log_message(self, *_args: object) -> None:
         """Quiet."""
+
+
+def _answered(url: str, selector: Selector) -> object:
+    """What ``fetch`` made of the answer: the series' labels and samples, or the error."""
+    try:
+        got = PrometheusSource(url).fetch(selector, START - 600, START + 600)
+    except SourceGarbled as exc:
+        return ("garbled", re.sub(r"(answered|answer to) '.*?'(… \(\d+ characters\))?", r"\1 Q", str(exc)))
+    return [(dict(s.labels), s.t.tolist(), [repr(v) for v in s.v.tolist()]) for s in got]  # NaN == NaN
+
+
+WELL_FORMED = json.dumps(
+    {
+        "status": "success",
+        "data": {
+            "resultType": "matrix",
+            "result": [
+                {
+                    "metric": {"__name__": "x_total", "job": "a"},
+                    "values": [[START, "1"], [START + 15, "+Inf"]],
+                },
+                {"metric": {"__name__": "x_total", "job": "b"}, "values": [[START + 1.5, "NaN"]]},
+                {"metric": {"__name__": "x_total", "job": "c"}, "values": []},
+                {"metric": {"__name__": "x_total", "job": "d"}, "values": [[START, "2"]], "extra": 1},
+            ],
+        },
+    }
+).encode()
+
+
+@pytest.mark.parametrize("kind", [*sorted(GARBLED), "well formed"])
+def test_a_long_query_posted_reads_its_answer_as_a_short_one_does(kind: str) -> None:
+    """Answers are parsed series by series as they are read (``series_hook``, for memory); what
+    comes out, or the error naming what was wrong, is what parsing the answer whole gives, for a
+    short query and for one past ``LONG_QUERY`` (posted as a form)."""
+    answer = GARBLED.get(kind, (200, "application/json", WELL_FORMED, ""))
+    handler = type("Broken", (_Broken,), {"answer": answer})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    short = Selector.of("x_total", {"job": "a"})
+    long = Selector.of("x_total", {"job": "|".join(f"service-{i:05d}" for i in range(LONG_QUERY // 10))})
+    try:
+        assert len(short.promql()) < LONG_QUERY < len(long.promql())
+        by_get, by_post = _answered(url, short), _answered(url, long)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert by_post == by_get
+    try:
+        whole = parse_matrix(json.loads(answer[2])["data"]["result"], "x")
+    except (ValueError, KeyError, SourceGarbled):
+        assert by_get[0] == "garbled"  # type: ignore[index]
+    else:
+        assert by_get == [(dict(s.labels), s.t.tolist(), [repr(v) for v in s.v.tolist()]) for s in whole]
+    if kind == "well formed":
+        assert [labels["job"] for labels, _, _ in by_post] == ["a", "b", "c", "d"]  # type: ignore[union-attr]
+    elif kind != "duplicate series":  # two copies parse; the checks of the answer find them
+        assert by_post[0] == "garbled" and answer[3] in by_post[1]  # type: ignore[index]
 
 
 @pytest.mark.parametrize("kind", sorted(GARBLED))

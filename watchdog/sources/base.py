@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,11 +34,16 @@ def parse_matrix(result: Any, where: str) -> list[Series]:
     """
     if not isinstance(result, list):
         raise SourceGarbled(f"{where}: expected a list of series, got {type(result).__name__}")
+    if all(type(item) is Series for item in result):  # read by ``series_hook`` as it was parsed
+        return result
     fast = _parse_at_once(result)
     if fast is not None:
         return fast
     out = []
     for i, item in enumerate(result):
+        if type(item) is Series:
+            out.append(item)
+            continue
         if not isinstance(item, dict):
             raise SourceGarbled(f"{where}: result[{i}] is {type(item).__name__}, not a series object")
         metric, values = item.get("metric"), item.get("values")
@@ -56,6 +62,33 @@ def parse_matrix(result: Any, where: str) -> list[Series]:
         except (TypeError, ValueError) as exc:
             raise SourceGarbled(f'{where}: result[{i}].values: not [time, "value"] pairs ({exc})') from exc
     return out
+
+
+def series_hook(pairs: list[tuple[str, Any]]) -> Any:
+    """``object_pairs_hook`` for ``json.loads`` of a Prometheus answer: each well-formed series
+    object becomes a ``Series`` as soon as it is parsed, so a large answer (every watched service's
+    samples at once, ``watchdog.sources.batch``) never exists as millions of small lists and
+    strings at the same time. Anything else stays a ``dict`` for ``parse_matrix`` to judge."""
+    obj = dict(pairs)
+    if len(obj) != 2:
+        return obj
+    metric, values = obj.get("metric"), obj.get("values")
+    if type(metric) is not dict or type(values) is not list:
+        return obj
+    if not all(type(k) is str and type(v) is str for k, v in metric.items()):
+        return obj
+    # the same label names and values come in every series and every tick: one copy of each
+    metric = {sys.intern(k): sys.intern(v) for k, v in metric.items()}
+    if not all(type(p) is list and len(p) == 2 for p in values):
+        return obj
+    times = [p[0] for p in values]
+    strings = [p[1] for p in values]
+    if not all(type(t) in (float, int) for t in times) or not all(type(v) is str for v in strings):
+        return obj
+    try:
+        return Series(metric, np.array(times, dtype=float), np.array(strings).astype(float))
+    except ValueError:
+        return obj
 
 
 def _parse_at_once(result: list[Any]) -> list[Series] | None:

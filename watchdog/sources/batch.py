@@ -32,10 +32,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from watchdog.errors import SourceUnavailable
-from watchdog.series import Matcher, Selector, Series
+from watchdog.series import LabelKey, Matcher, Selector, Series, label_key
 from watchdog.sources.base import MetricSource
 
-LabelKey = tuple[tuple[str, str], ...]
 ServiceKey = tuple[Matcher, ...]
 
 #: Characters RE2 treats as syntax outside a class; everything else is literal.
@@ -148,7 +147,7 @@ class _Group:
         answer was for every service held, so a held series missing from it has no new samples."""
         fresh: dict[LabelKey, list[Series]] = defaultdict(list)
         for s in answer:
-            fresh[tuple(sorted(s.labels.items()))].append(s)
+            fresh[label_key(s.labels)].append(s)
         if whole:
             for key in [k for k in self.series if k not in fresh]:
                 kept = _trimmed(self.series[key][0], keep_from, start)
@@ -162,6 +161,14 @@ class _Group:
             self.series[key] = [_joined(prefix, s) for s in copies]
 
 
+def _joined(prefix: Series | None, tail: Series) -> Series:
+    """``tail`` after what is kept of the series (with the kept one's labels: one copy of them
+    lives on, however many ticks answered them anew)."""
+    if prefix is None or not prefix.t.size:
+        return tail
+    return Series(prefix.labels, np.concatenate([prefix.t, tail.t]), np.concatenate([prefix.v, tail.v]))
+
+
 def _trimmed(s: Series, keep_from: float, before: float) -> Series:
     """The samples with ``keep_from <= t < before``."""
     t = s.t
@@ -169,12 +176,6 @@ def _trimmed(s: Series, keep_from: float, before: float) -> Series:
     if bool(keep.all()):
         return s
     return Series(s.labels, t[keep], s.v[keep])
-
-
-def _joined(prefix: Series | None, tail: Series) -> Series:
-    if prefix is None or not prefix.t.size:
-        return tail
-    return Series(tail.labels, np.concatenate([prefix.t, tail.t]), np.concatenate([prefix.v, tail.v]))
 
 
 class BatchedSource:

@@ -1,4 +1,5 @@
-"""Prometheus through prometheus-api-client, reading raw samples with a range selector.
+"""Prometheus, reading raw samples with a range selector (raw PromQL ranges through
+prometheus-api-client).
 
 An instant query of ``selector[Ns]`` at ``end`` returns the stored samples themselves (no
 ``increase()`` extrapolation), so the counts match direct scraping exactly for the same samples.
@@ -10,6 +11,7 @@ matrix was asked for) is ``SourceGarbled``: never a verdict, never an exception 
 from __future__ import annotations
 
 import datetime
+import json
 import math
 from typing import Any
 
@@ -21,7 +23,7 @@ from urllib3.util.retry import Retry
 
 from watchdog.errors import SourceGarbled, SourceUnavailable
 from watchdog.series import Selector, Series
-from watchdog.sources.base import parse_matrix
+from watchdog.sources.base import parse_matrix, series_hook
 
 #: What prometheus-api-client raises when a 200 answer is not the JSON it expects.
 #: (requests' own JSONDecodeError is also a RequestException: it must be caught first.)
@@ -62,21 +64,25 @@ class PrometheusSource:
             url=self.url, headers=headers or {}, auth=auth, retry=retry, timeout=math.ceil(timeout_s)
         )
         self._headers, self._auth, self._retry = headers or {}, auth, retry
-        self._long: requests.Session | None = None  # for queries too long for a URL (see _instant)
+        self._session: requests.Session | None = None  # for instant queries (see _instant)
 
     def _instant(self, query: str, at: float) -> Any:
-        """An instant query. One over every watched service holds an alternation of all of them
-        (``watchdog.sources.batch``): past ``LONG_QUERY`` characters it is sent as a form body,
-        as Prometheus's API allows, since proxies in front of it limit the length of URLs."""
-        params = {"time": f"{at:.3f}"}
-        if len(query) <= LONG_QUERY:
-            return self._prom.custom_query(query, params=params, timeout=self.timeout_s)
-        if self._long is None:
-            self._long = requests.Session()
-            self._long.mount(self.url, requests.adapters.HTTPAdapter(max_retries=self._retry))
-        answer = self._long.post(
+        """An instant query, its answer parsed series by series as it is read (``series_hook``):
+        a batched answer holds every watched service's samples, and read whole into lists and
+        strings first it would cost several times their size at once. A query over every watched
+        service holds an alternation of all of them (``watchdog.sources.batch``): past
+        ``LONG_QUERY`` characters it is sent as a form body, as Prometheus's API allows, since
+        proxies in front of it limit the length of URLs."""
+        if self._session is None:
+            self._session = requests.Session()
+            self._session.mount(self.url, requests.adapters.HTTPAdapter(max_retries=self._retry))
+        form = {"query": query, "time": f"{at:.3f}"}
+        long = len(query) > LONG_QUERY
+        answer = self._session.request(
+            "POST" if long else "GET",
             f"{self.url}/api/v1/query",
-            data={"query": query, **params},
+            params=None if long else form,
+            data=form if long else None,
             headers=self._headers,
             auth=self._auth,
             timeout=self.timeout_s,
@@ -85,7 +91,7 @@ class PrometheusSource:
             raise PrometheusApiClientException(
                 f"HTTP Status Code {answer.status_code} ({answer.content[:200]!r})"
             )
-        return answer.json()["data"]["result"]
+        return json.loads(answer.content, object_pairs_hook=series_hook)["data"]["result"]
 
     def fetch(self, selector: Selector, start: float, end: float) -> list[Series]:
         sel = selector.with_matchers(*self._extra) if self._extra else selector
