@@ -43,7 +43,14 @@ from watchdog.config import (
 from watchdog.errors import SourceUnavailable
 from watchdog.phases import SignalState
 from watchdog.quality import DIP_SAMPLES, Checked, Fault, check_answer
-from watchdog.series import LabelKey, Series, counter_increase, group_key, samples_by
+from watchdog.series import (
+    LabelKey,
+    Series,
+    counter_increase,
+    group_key,
+    reset_corrected_rows,
+    samples_by,
+)
 from watchdog.sources.base import MetricSource
 from watchdog.sources.batch import Need, service_matchers
 
@@ -193,7 +200,7 @@ class Window:
                     (index.setdefault(k, len(index)) for k, _ in self._keyed), dtype=np.int64, count=len(ts)
                 )
                 place = np.repeat(np.arange(len(ts), dtype=float) * width, sizes) + (t - t0)
-                total = np.concatenate([s.total for _, s in self._keyed])
+                total = reset_corrected_rows([s.v for _, s in self._keyed])
                 made = (list(index), group, lo, place, t0, width, total)
         self.__dict__["_flat_cache"] = made
         return made

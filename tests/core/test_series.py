@@ -1,6 +1,13 @@
 import numpy as np
 
-from watchdog.series import Matcher, Selector, Series, counter_increase, sum_increase_by
+from watchdog.series import (
+    Matcher,
+    Selector,
+    Series,
+    counter_increase,
+    reset_corrected_rows,
+    sum_increase_by,
+)
 
 
 def s(values, times=None, **labels):
@@ -41,3 +48,24 @@ def test_sum_by_groups_and_matchers() -> None:
     assert sel.promql() == 'm{code=~"5.."}'
     assert Matcher.parse("route", "!=/health").matches({"route": "/v1"})
     assert not Matcher.parse("code", "!~2..").matches({"code": "200"})
+
+
+def test_totals_of_many_series_at_once_are_bit_for_bit_those_of_each_alone() -> None:
+    """Fractional counters, NaN and infinite samples, resets, empty and single-sample series."""
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        values = []
+        for _ in range(int(rng.integers(0, 12))):
+            n = int(rng.integers(0, 30))
+            v = np.cumsum(rng.uniform(0, 10, n) * rng.choice([1.0, 0.5, 1 / 3], n))
+            if n and rng.random() < 0.3:
+                v[rng.integers(0, n)] = np.nan
+            if n and rng.random() < 0.3:
+                v[rng.integers(0, n) :] -= v[-1] * 0.7  # a drop: a reset
+            if n and rng.random() < 0.1:
+                v[rng.integers(0, n)] = np.inf
+            values.append(v)
+        alone = [Series({}, np.arange(v.size, dtype=float), v).total for v in values]
+        together = reset_corrected_rows(values)
+        expected = np.concatenate(alone) if alone else np.empty(0)
+        assert together.view(np.int64).tolist() == expected.view(np.int64).tolist()
