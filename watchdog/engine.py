@@ -20,7 +20,7 @@ from watchdog.clock import Clock
 from watchdog.config import ServiceConfig, Severity, WatchdogConfig
 from watchdog.decisions import DecisionLog
 from watchdog.errors import InputError, RollbackInProgress, RollbackRefused, WatchdogError
-from watchdog.evaluate import SignalResult, WatchEvaluator
+from watchdog.evaluate import SignalResult, WatchEvaluator, warm_windows
 from watchdog.manifest import manifest_from_json, tag_problem
 from watchdog.observability import report_exception
 from watchdog.phases import (
@@ -47,6 +47,8 @@ from watchdog.store import (
 )
 
 log = structlog.get_logger("watchdog.engine")
+#: Watches whose counting is done together (``Engine._stage``).
+STAGE_WATCHES = 100
 
 
 def _figure(value: Any) -> float | None:
@@ -371,9 +373,11 @@ class Engine:
         self._consume_deploys(now)
         watches = self.store.running_watches()
         self._guarded("prefetch failed", partial(self._prefetch, watches, now))
-        for watch in watches:
+        for i, watch in enumerate(watches):
             if self.stopping.is_set():
                 return
+            if i % STAGE_WATCHES == 0:
+                self._guarded("staging failed", partial(self._stage, watches[i : i + STAGE_WATCHES], now))
             if not self._guarded(
                 "watch evaluation failed",
                 partial(self._evaluate, watch, now),
@@ -420,6 +424,22 @@ class Engine:
             except Exception:  # the watch's own evaluation reports it
                 self._memory.pop(watch.id, None)
         prepare(needs, now)
+
+    def _stage(self, watches: list[Watch], now: float) -> None:
+        """Count what the next ``STAGE_WATCHES`` watches will count this tick in one go
+        (``warm_windows``): a few array operations over all their series instead of a few per
+        watch and signal. (In groups, not all at once: their windows are held until each watch has
+        advanced, and a thousand watches' windows are ~35 MB.)"""
+        jobs = []
+        for watch in watches:
+            mem = self._memory.get(watch.id)
+            if mem is None or mem.evaluator is None:
+                continue
+            try:
+                jobs.extend(mem.evaluator.stage(min(now, watch.ends_at)))
+            except Exception:  # the watch's own evaluation meets it again and reports it
+                continue
+        warm_windows(jobs)
 
     def _evaluator(self, watch: Watch, mem: _WatchMemory) -> WatchEvaluator:
         if mem.evaluator is None:

@@ -45,14 +45,14 @@ from watchdog.phases import SignalState
 from watchdog.quality import DIP_SAMPLES, Checked, Fault, check_answer
 from watchdog.series import (
     LabelKey,
+    Selector,
     Series,
     counter_increase,
-    group_key,
     reset_corrected_rows,
     samples_by,
 )
 from watchdog.sources.base import MetricSource
-from watchdog.sources.batch import Need, service_matchers
+from watchdog.sources.batch import Need, ServiceKey, service_matchers
 
 AnySignal = RatioSignal | LatencySignal | ProbeSignal | RateSignal | GaugeSignal
 STATISTICAL = (RatioSignal, LatencySignal, RateSignal)
@@ -139,8 +139,9 @@ class Window:
     def __init__(self, series: list[Series], service: ServiceConfig, extra_by: Sequence[str] = ()) -> None:
         self.series = series
         self.service = service
-        self.by = [service.cohort_label, *extra_by] if service.canary else list(extra_by)
-        self._keyed = [(group_key(s.labels, self.by), s) for s in series]
+        self.by = (service.cohort_label, *extra_by) if service.canary else tuple(extra_by)
+        by = self.by
+        self._keyed = [(s.group(by), s) for s in series]
         self._cache: dict[tuple[float, float], dict[tuple[str, ...], float]] = {}
 
     def _sums(self, start: float, end: float) -> dict[tuple[str, ...], float]:
@@ -151,59 +152,29 @@ class Window:
         return cached
 
     def warm(self, spans: Sequence[tuple[float, float]]) -> None:
-        """Count every series in each of ``spans`` at once (``counter_increase``, vectorised over
-        the series and the spans; the sums per group add up in the same order as one by one)."""
-        spans = [sp for sp in dict.fromkeys(spans) if sp not in self._cache]
-        if not spans:
-            return
-        flat = self._flat()
-        if flat is None:
-            for start, end in spans:
-                out: dict[tuple[str, ...], float] = defaultdict(float)
-                for key, s in self._keyed:
-                    out[key] += counter_increase(s, start, end)
-                self._cache[(start, end)] = out
-            return
-        keys, group, lo, place, t0, width, total = flat
-        bounds = np.array(spans, dtype=float)  # (spans, 2)
-        rel = np.clip(bounds - t0, -0.5, width - 0.5)
-        n = lo.size
-        # the last sample at or before each bound, per series: one search of all series' samples
-        q = (np.arange(n, dtype=float) * width)[:, None, None] + rel[None, :, :]  # (series, spans, 2)
-        at = np.searchsorted(place, q.ravel(), "right").reshape(q.shape) - 1
-        has = at >= lo[:, None, None]
-        tot = np.where(has, total[np.maximum(at, 0)], 0.0)
-        inc = np.where(has[..., 1], np.where(has[..., 0], tot[..., 1] - tot[..., 0], tot[..., 1]), 0.0)
-        for k, span in enumerate(spans):
-            sums = np.bincount(group, weights=inc[:, k], minlength=len(keys))
-            self._cache[span] = dict(zip(keys, sums.tolist(), strict=True))
+        """Count every series in each of ``spans`` (``warm_windows`` for this window alone)."""
+        warm_windows([(self, spans)])
 
-    def _flat(
-        self,
-    ) -> tuple[list[tuple[str, ...]], np.ndarray, np.ndarray, np.ndarray, float, float, np.ndarray] | None:
-        """All series' samples in one sorted array (series ``i`` at ``i × width`` + its time since
-        ``t0``), their totals, and each series' group; ``None`` when a series is out of order."""
-        got = self.__dict__.get("_flat_cache", False)
+    def _layout(self) -> tuple[list[tuple[str, ...]], list[int]] | None:
+        """The window's groups and each series' group; ``None`` when a series cannot be counted
+        by lookup (samples out of time order; times that are not numbers ``_count_batch`` finds)."""
+        got = self.__dict__.get("_layout_cache", False)
         if got is not False:
             return got  # type: ignore[no-any-return]
         made = None
         if self._keyed and all(s.ordered for _, s in self._keyed):
-            ts = [s.t for _, s in self._keyed]
-            t = np.concatenate(ts)
-            if t.size and bool(np.isfinite(t).all()):
-                sizes = np.fromiter((x.size for x in ts), dtype=np.int64, count=len(ts))
-                lo = np.cumsum(sizes) - sizes
-                t0 = float(t.min())
-                width = float(t.max()) - t0 + 2.0
-                index: dict[tuple[str, ...], int] = {}
-                group = np.fromiter(
-                    (index.setdefault(k, len(index)) for k, _ in self._keyed), dtype=np.int64, count=len(ts)
-                )
-                place = np.repeat(np.arange(len(ts), dtype=float) * width, sizes) + (t - t0)
-                total = reset_corrected_rows([s.v for _, s in self._keyed])
-                made = (list(index), group, lo, place, t0, width, total)
-        self.__dict__["_flat_cache"] = made
+            index: dict[tuple[str, ...], int] = {}
+            group = [index.setdefault(k, len(index)) for k, _ in self._keyed]
+            made = (list(index), group)
+        self.__dict__["_layout_cache"] = made
         return made
+
+    def _warm_one_by_one(self, spans: Sequence[tuple[float, float]]) -> None:
+        for start, end in spans:
+            out: dict[tuple[str, ...], float] = defaultdict(float)
+            for key, s in self._keyed:
+                out[key] += counter_increase(s, start, end)
+            self._cache[(start, end)] = out
 
     def cohort_of(self, key: tuple[str, ...]) -> str:
         if not self.service.canary:
@@ -233,6 +204,109 @@ def _spans(start: float, end: float, step: float) -> list[tuple[float, float]]:
         out.append((t, min(t + step, end)))
         t += step
     return out
+
+
+#: At most this many (series × span) counts in one pass of ``warm_windows`` (bounds its memory).
+_WARM_BATCH = 1 << 16
+
+
+def warm_windows(jobs: Sequence[tuple[Window, Sequence[tuple[float, float]]]]) -> None:
+    """Count every series of every window in each of its spans, for many windows at once — one
+    watch's, or every watch's of a tick (``WatchEvaluator.stage``): a few array operations over all
+    of them instead of a few per window and span.
+
+    ``counter_increase`` by lookup: each series' samples sit in one sorted array at ``row × width``
+    plus their time since the earliest sample, so one ``searchsorted`` finds the last sample at or
+    before every bound of every series. Unix times of one answer are within a factor of two of each
+    other, so those differences are exact, and so are the sums while rows × width stay below 2³⁰
+    seconds (a batch beyond it is split): the lookups compare the times themselves.
+    The totals are ``Series.total`` (``reset_corrected_rows``), and each group's sum adds its
+    series in their order, so a window's counts are the same bit for bit whichever windows it is
+    counted with. A window with a series out of time order is counted series by series.
+    """
+    todo: list[tuple[Window, list[tuple[float, float]]]] = []
+    for w, spans in jobs:
+        fresh = [sp for sp in dict.fromkeys(spans) if sp not in w._cache]
+        if not fresh:
+            continue
+        if w._layout() is None:
+            w._warm_one_by_one(fresh)
+        else:
+            todo.append((w, fresh))
+    batch: list[tuple[Window, list[tuple[float, float]]]] = []
+    size = 0
+    for job in todo:
+        batch.append(job)
+        size += len(job[0]._keyed) * len(job[1])
+        if size >= _WARM_BATCH:
+            _count_batch(batch)
+            batch, size = [], 0
+    if batch:
+        _count_batch(batch)
+
+
+def _count_batch(batch: list[tuple[Window, list[tuple[float, float]]]]) -> None:
+    series = [s for w, _ in batch for _, s in w._keyed]
+    ts = [s.t for s in series]
+    sizes = np.fromiter((t.size for t in ts), dtype=np.int64, count=len(ts))
+    t = np.concatenate(ts)
+    if not bool(np.isfinite(t).all()):  # rare: the windows with such a time go series by series
+        fine = []
+        for w, spans in batch:
+            if all(bool(np.isfinite(s.t).all()) for _, s in w._keyed):
+                fine.append((w, spans))
+            else:
+                w._warm_one_by_one(spans)
+        if fine:
+            _count_batch(fine)
+        return
+    if not t.size:
+        for w, spans in batch:
+            keys = w._layout()[0]  # type: ignore[index]
+            for span in spans:
+                w._cache[span] = dict.fromkeys(keys, 0.0)
+        return
+    t0 = float(t.min())
+    width = float(t.max()) - t0 + 2.0
+    if len(ts) * width >= 2.0**30 and len(batch) > 1:  # keep the sums below exact (see above)
+        half = len(batch) // 2
+        _count_batch(batch[:half])
+        _count_batch(batch[half:])
+        return
+    lo = np.cumsum(sizes) - sizes
+    place = np.repeat(np.arange(len(ts), dtype=float) * width, sizes) + (t - t0)
+    total = reset_corrected_rows([s.v for s in series])
+    # one entry per (window, span, series), in that order; its bin: (window, span, group)
+    rows: list[int] = []
+    bins: list[int] = []
+    bounds: list[tuple[float, float]] = []
+    row = nbin = 0
+    for w, spans in batch:
+        keys, group = w._layout()  # type: ignore[misc]
+        n, g = len(group), len(keys)
+        here = range(row, row + n)
+        for k, span in enumerate(spans):
+            rows.extend(here)
+            off = nbin + k * g
+            bins.extend([off + x for x in group])
+            bounds.extend([span] * n)
+        row += n
+        nbin += len(spans) * g
+    r = np.array(rows, dtype=np.int64)
+    rel = np.clip(np.array(bounds, dtype=float) - t0, -0.5, width - 0.5)  # (entries, 2)
+    q = (r.astype(float) * width)[:, None] + rel
+    at = np.searchsorted(place, q.ravel(), "right").reshape(q.shape) - 1
+    has = at >= lo[r][:, None]
+    tot = np.where(has, total[np.maximum(at, 0)], 0.0)
+    inc = np.where(has[:, 1], np.where(has[:, 0], tot[:, 1] - tot[:, 0], tot[:, 1]), 0.0)
+    sums = np.bincount(np.array(bins, dtype=np.int64), weights=inc, minlength=nbin).tolist()
+    nbin = 0
+    for w, spans in batch:
+        keys = w._layout()[0]  # type: ignore[index]
+        g = len(keys)
+        for span in spans:
+            w._cache[span] = dict(zip(keys, sums[nbin : nbin + g], strict=True))
+            nbin += g
 
 
 # ----------------------------------------------------------------------------- trackers
@@ -282,8 +356,11 @@ class _Tracker:
         if n <= 0:
             return Coverage(1.0, 0, last_seen, now)
         times = np.array(self.seen_at)
-        gaps = np.diff(times)
-        interval = float(np.median(gaps)) if gaps.size else self.step_s
+        gaps = sorted(np.diff(times).tolist())  # their median, as np.median finds it, without its overhead
+        half = len(gaps) // 2
+        interval = (
+            (gaps[half] if len(gaps) % 2 else (gaps[half - 1] + gaps[half]) / 2) if gaps else self.step_s
+        )
         stale = 2.0 * max(self.step_s, interval)
         grid = self.watch_start + self.step_s * np.arange(1, n + 1)
         newest = np.searchsorted(times, grid, "right") - 1
@@ -689,6 +766,8 @@ class WatchEvaluator:
         self.reference_end = watch_start if reference_end is None else reference_end
         self.history_s = max(lookback_s, HISTORY_S)
         self._shared: dict[tuple[object, ...], tuple[Window, Checked]] = {}
+        self._selector_cache: dict[int, list[tuple[Selector, ServiceKey]]] = {}
+        self._staged: float | None = None  # the ``now`` of the reads ``stage`` kept in ``_shared``
         self._last_good: dict[LabelKey, tuple[float, float]] = {}  # each counter's newest good sample
         self.trackers: list[_Tracker] = [
             _TRACKERS[type(sig)](sig, service, signal_alpha(service, alpha, sig), policy, watch_start, step_s)
@@ -713,8 +792,7 @@ class WatchEvaluator:
         out: list[Window] = []
         faults: list[Fault] = []
         hold = math.inf
-        for ref in tracker.selectors():
-            selector = ref.selector(self.service.match)
+        for selector, _ in self._selectors(tracker):
             key = (selector, extra, start, end, lookback)
             got = self._shared.get(key)
             if got is None:
@@ -744,10 +822,41 @@ class WatchEvaluator:
         out = []
         for tracker in self.trackers:
             first, lookback = self._reads(tracker)
-            for ref in tracker.selectors():
-                selector = ref.selector(self.service.match)
-                service = service_matchers(selector, self.service.match)
+            for selector, service in self._selectors(tracker):
                 out.append(Need(selector, service, first - lookback, now))
+        return out
+
+    def _selectors(self, tracker: _Tracker) -> list[tuple[Selector, ServiceKey]]:
+        """The tracker's selectors with the service's matchers, and those matchers (made once)."""
+        made = self._selector_cache.get(id(tracker))
+        if made is None:
+            made = self._selector_cache[id(tracker)] = [
+                (sel, service_matchers(sel, self.service.match))
+                for sel in (ref.selector(self.service.match) for ref in tracker.selectors())
+            ]
+        return made
+
+    def stage(self, now: float) -> list[tuple[Window, list[tuple[float, float]]]]:
+        """Read and check what ``advance(now)`` will count, and say which spans of which windows it
+        will count: the engine counts every watch's at once (``warm_windows``) before advancing
+        them. The reads are those ``advance`` makes, in its order, kept for it; a read the source
+        refuses is left for ``advance`` to meet again and report."""
+        self._shared, self._staged = {}, now
+        out: list[tuple[Window, list[tuple[float, float]]]] = []
+        for tracker in self.trackers:
+            if not tracker.counts:
+                continue  # (its reads neither count nor touch the counters' memory)
+            if not tracker.calibrated:
+                # a watch's first reads (calibration and the hour before it) stay its own: held for
+                # every new watch at once they would cost the memory of all of them together. The
+                # rest wait too, so that the reads happen in ``advance``'s order.
+                break
+            try:
+                windows, checked = self._windows(tracker, self._reads(tracker)[0], now)
+            except SourceUnavailable:
+                continue
+            upto = now if checked.hold > now else max(tracker.last, checked.hold - 1e-6)
+            out.extend((w, _spans(tracker.last, upto, self.step_s)) for w in windows)
         return out
 
     def advance(self, now: float) -> list[SignalResult]:
@@ -757,11 +866,12 @@ class WatchEvaluator:
         double-counts the others' intervals. Nothing a source answers raises out of here: a
         failure or a garbled answer makes that signal blind for this tick, with the reason.
         """
-        self._shared = {}
+        if self._staged != now:
+            self._shared = {}
         try:
             return [self._advance(tracker, now) for tracker in self.trackers]
         finally:
-            self._shared = {}
+            self._shared, self._staged = {}, None
 
     def _advance(self, tracker: _Tracker, now: float) -> SignalResult:
         sig = tracker.signal

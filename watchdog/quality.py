@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from watchdog.errors import SourceGarbled
-from watchdog.series import LabelKey, Series, key_labels, label_key
+from watchdog.series import LabelKey, Series, key_labels
 
 #: A drop that comes back above its earlier value within this many samples is a dip, not a reset.
 DIP_SAMPLES = 4
@@ -78,7 +78,7 @@ def check_answer(
     sample, not from zero: the difference across the gap is its events, its cumulative value
     is not. It is updated with each series' newest good sample.
     """
-    keys = [label_key(s.labels) for s in series]
+    keys = [s.key for s in series]
     if len(set(keys)) != len(keys):
         seen: dict[LabelKey, int] = {}
         for key in keys:
@@ -204,7 +204,7 @@ def _check_series(
         found.drop(t, keep, ~np.isfinite(v), "that are NaN or infinite (a counter is a finite count)", end)
         found.drop(t, keep, v < 0, "that are negative (a counter counts up from zero)", end)
         t, v = t[keep], v[keep]
-    key = label_key(s.labels)
+    key = s.key
     before = memory.get(key) if memory is not None else None
     prepended = before is not None and (t.size == 0 or before[0] < t[0])
     if prepended and before is not None:

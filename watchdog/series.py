@@ -14,6 +14,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Literal
 
 import numpy as np
@@ -110,6 +111,40 @@ class Series:
         return cls(dict(labels), t, v)
 
     @property
+    def key(self) -> LabelKey:
+        """``label_key(labels)``, found once per series and handed on to its slices."""
+        known = self.__dict__.get("_key")
+        if known is None:
+            known = label_key(self.labels)
+            object.__setattr__(self, "_key", known)
+        return known
+
+    def group(self, by: tuple[str, ...]) -> tuple[str, ...]:
+        """``group_key(labels, by)``, found once per series and grouping and handed on to slices."""
+        groups = self.__dict__.get("_groups")
+        if groups is None:
+            groups = {}
+            object.__setattr__(self, "_groups", groups)
+        got = groups.get(by)
+        if got is None:
+            got = groups[by] = group_key(self.labels, by)
+        return got
+
+    def sliced(self, t: np.ndarray, v: np.ndarray, *, subset: bool = True) -> Series:
+        """A series of the same labels with these samples: its identity comes along instead of
+        being found again, and so does its time order when the samples are a ``subset`` of this
+        one's in the same order."""
+        out = Series(self.labels, t, v)
+        known = self.__dict__
+        if "_key" in known:
+            object.__setattr__(out, "_key", known["_key"])
+        if "_groups" in known:  # the same labels: the same groups (one dict for all slices)
+            object.__setattr__(out, "_groups", known["_groups"])
+        if subset and known.get("_ordered") is True:
+            object.__setattr__(out, "_ordered", True)
+        return out
+
+    @property
     def ordered(self) -> bool:
         """Every timestamp later than the one before (found once per series)."""
         known = self.__dict__.get("_ordered")
@@ -128,14 +163,32 @@ class Series:
         t = self.t
         if not self.ordered:
             keep = (t >= start) & (t <= end)
-            return Series(self.labels, t[keep], self.v[keep])
+            return self.sliced(t[keep], self.v[keep])
         i, j = t.searchsorted(start, "left"), t.searchsorted(end, "right")
         if i == 0 and j == t.size:
             return self
-        return Series(self.labels, t[i:j], self.v[i:j])
+        return self.sliced(t[i:j], self.v[i:j])
 
     def until(self, end: float) -> Series:
         return self.between(-math.inf, end)
+
+
+def mark_ordered(series: Sequence[Series]) -> None:
+    """Find ``Series.ordered`` of many series in one pass (a source's whole answer)."""
+    todo = [s for s in series if "_ordered" not in s.__dict__]
+    if not todo:
+        return
+    sizes = np.fromiter((s.t.size for s in todo), dtype=np.int64, count=len(todo))
+    t = np.concatenate([s.t for s in todo])
+    later = np.ones(t.size, dtype=bool)
+    later[1:] = t[1:] > t[:-1]
+    heads = np.cumsum(sizes) - sizes
+    nonempty = sizes > 0
+    later[heads[nonempty]] = True  # a series' first sample has nothing before it
+    bad = np.zeros(len(todo), dtype=np.int64)
+    bad[nonempty] = np.add.reduceat((~later).astype(np.int64), heads[nonempty])
+    for s, n in zip(todo, bad.tolist(), strict=True):
+        object.__setattr__(s, "_ordered", n == 0)
 
 
 def _reset_corrected(v: np.ndarray) -> np.ndarray:
@@ -210,7 +263,7 @@ LabelKey = tuple[str, ...]
 
 
 def label_key(labels: Mapping[str, str]) -> LabelKey:
-    return tuple(x for pair in sorted(labels.items()) for x in pair)
+    return tuple(chain.from_iterable(sorted(labels.items())))
 
 
 def key_labels(key: LabelKey) -> dict[str, str]:

@@ -2,12 +2,14 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.fixtures.scenarios import write_scenario
 from watchdog.config import EnvironmentPolicy, LatencySignal, RatioSignal, SeriesRef, ServiceConfig
-from watchdog.evaluate import WatchEvaluator, signal_alpha
+from watchdog.evaluate import WatchEvaluator, Window, signal_alpha, warm_windows
 from watchdog.phases import SignalState
+from watchdog.series import Series
 from watchdog.sources import ReplaySource
 
 REQ = SeriesRef(metric="http_requests_total")
@@ -118,3 +120,47 @@ def test_latency_against_its_slo_when_there_is_no_baseline(tmp_path: Path) -> No
     assert fast.state is SignalState.PASS and fast.slo_breach is None
     quiet = last(write_scenario(tmp_path / "quiet", rps=0.0, minutes_after=5))
     assert quiet.state is SignalState.NO_DATA
+
+
+def test_windows_counted_together_count_what_each_counts_alone_bit_for_bit() -> None:
+    """``warm_windows`` over many windows at once (the fleet's tick) against each window counted
+    series by series with ``counter_increase``: fractional and reset counters, NaN values, empty
+    series, a series out of time order or with an infinite time, windows far apart in time, bounds
+    on samples and spans that miss them."""
+    rng = np.random.default_rng(11)
+    svc = ServiceConfig(name="s", canary=True, signals=[FIVE_XX])
+    windows, alone, spans_of = [], [], []
+    for w in range(300):
+        base = 1.7e9 + float(rng.integers(0, 4)) * 3600 + float(rng.uniform(0, 30))
+        series = []
+        for i in range(int(rng.integers(0, 8))):
+            n = int(rng.integers(0, 25))
+            t = base + np.cumsum(rng.uniform(5, 20, n).round(3))
+            v = np.cumsum(rng.uniform(0, 10, n) * rng.choice([1.0, 0.5, 1 / 3], n))
+            if n and rng.random() < 0.2:
+                v[rng.integers(0, n)] = np.nan
+            if n and rng.random() < 0.2:
+                v[rng.integers(0, n) :] -= v[-1] * 0.7  # a reset
+            if n and w % 60 == 13:
+                t[-1] = np.inf  # in order, but not a time: that window goes series by series too
+            if n > 2 and w % 50 == 7:
+                t[[0, 1]] = t[[1, 0]]  # out of order: that window goes series by series
+            labels = {"__name__": "m", "cohort": str(rng.choice(["canary", "baseline"])), "i": str(i)}
+            series.append(Series(labels, t, v))
+        edges = np.sort(base + rng.uniform(-60, 500, int(rng.integers(1, 6))))
+        times = np.concatenate([x.t for x in series]) if series else np.empty(0)
+        if times.size and rng.random() < 0.5:  # bounds exactly on samples: "at or before" decides
+            edges = np.sort(rng.choice(times, edges.size))
+        spans = list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)) or [(base, base + 60)]
+        windows.append(Window(series, svc))
+        alone.append(Window(series, svc))
+        spans_of.append(spans)
+    warm_windows(list(zip(windows, spans_of, strict=True)))
+    for together, one, spans in zip(windows, alone, spans_of, strict=True):
+        one._warm_one_by_one(spans)
+        for span in spans:
+            got, want = together._sums(*span), one._sums(*span)
+            assert list(got) == list(want)
+            assert np.array(list(got.values())).view(np.int64).tolist() == (
+                np.array(list(want.values())).view(np.int64).tolist()
+            )

@@ -64,6 +64,9 @@ def parse_matrix(result: Any, where: str) -> list[Series]:
     return out
 
 
+_STR, _LIST, _PAIR, _NUMBER = frozenset({str}), frozenset({list}), frozenset({2}), frozenset({float, int})
+
+
 def series_hook(pairs: list[tuple[str, Any]]) -> Any:
     """``object_pairs_hook`` for ``json.loads`` of a Prometheus answer: each well-formed series
     object becomes a ``Series`` as soon as it is parsed, so a large answer (every watched service's
@@ -75,15 +78,17 @@ def series_hook(pairs: list[tuple[str, Any]]) -> Any:
     metric, values = obj.get("metric"), obj.get("values")
     if type(metric) is not dict or type(values) is not list:
         return obj
-    if not all(type(k) is str and type(v) is str for k, v in metric.items()):
+    # (the type checks run as set(map(type, …)): C loops over the many small lists of an answer)
+    if not set(map(type, metric)) | set(map(type, metric.values())) <= _STR:
         return obj
     # the same label names and values come in every series and every tick: one copy of each
     metric = {sys.intern(k): sys.intern(v) for k, v in metric.items()}
-    if not all(type(p) is list and len(p) == 2 for p in values):
+    if not values:
+        return Series(metric, np.empty(0), np.empty(0))
+    if set(map(type, values)) != _LIST or set(map(len, values)) != _PAIR:
         return obj
-    times = [p[0] for p in values]
-    strings = [p[1] for p in values]
-    if not all(type(t) in (float, int) for t in times) or not all(type(v) is str for v in strings):
+    times, strings = zip(*values, strict=True)
+    if not set(map(type, times)) <= _NUMBER or set(map(type, strings)) != _STR:
         return obj
     try:
         return Series(metric, np.array(times, dtype=float), np.array(strings).astype(float))

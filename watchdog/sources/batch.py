@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from watchdog.errors import SourceUnavailable
-from watchdog.series import LabelKey, Matcher, Selector, Series, label_key
+from watchdog.series import LabelKey, Matcher, Selector, Series
 from watchdog.sources.base import MetricSource
 
 ServiceKey = tuple[Matcher, ...]
@@ -147,7 +147,7 @@ class _Group:
         answer was for every service held, so a held series missing from it has no new samples."""
         fresh: dict[LabelKey, list[Series]] = defaultdict(list)
         for s in answer:
-            fresh[label_key(s.labels)].append(s)
+            fresh[s.key].append(s)
         if whole:
             for key in [k for k in self.series if k not in fresh]:
                 kept = _trimmed(self.series[key][0], keep_from, start)
@@ -166,16 +166,22 @@ def _joined(prefix: Series | None, tail: Series) -> Series:
     lives on, however many ticks answered them anew)."""
     if prefix is None or not prefix.t.size:
         return tail
-    return Series(prefix.labels, np.concatenate([prefix.t, tail.t]), np.concatenate([prefix.v, tail.v]))
+    out = prefix.sliced(np.concatenate([prefix.t, tail.t]), np.concatenate([prefix.v, tail.v]), subset=False)
+    if prefix.ordered and tail.ordered and (not tail.t.size or prefix.t[-1] < tail.t[0]):
+        object.__setattr__(out, "_ordered", True)  # two ordered runs, one after the other
+    return out
 
 
 def _trimmed(s: Series, keep_from: float, before: float) -> Series:
     """The samples with ``keep_from <= t < before``."""
     t = s.t
+    if s.ordered:
+        i, j = t.searchsorted(keep_from, "left"), t.searchsorted(before, "left")
+        return s if i == 0 and j == t.size else s.sliced(t[i:j], s.v[i:j])
     keep = (t >= keep_from) & (t < before)
     if bool(keep.all()):
         return s
-    return Series(s.labels, t[keep], s.v[keep])
+    return s.sliced(t[keep], s.v[keep])
 
 
 class BatchedSource:
@@ -274,7 +280,12 @@ class BatchedSource:
             return self._query(selector, start, end)  # more than was planned: ask the source itself
         # up to the newest answer the source's word includes anything it sent from after it
         upto = math.inf if end >= held.to - 1e-6 else end
-        return [s.between(start, upto) for s in group.of_service(service) if selector.matches(s.labels)]
+        # the service's own matchers hold for every series split to it: only the others are checked
+        metric, own = selector.metric, [m for m in selector.matchers if m not in service]
+        mine = group.of_service(service)
+        if own:
+            mine = [s for s in mine if all(m.matches(s.labels) for m in own)]
+        return [s.between(start, upto) for s in mine if s.labels.get("__name__") == metric]
 
     def fetch_expr(self, expr: str, start: float, end: float, step_s: float) -> list[Series]:
         """Raw PromQL (the escape hatch) cannot be batched: it goes to the source as it is."""

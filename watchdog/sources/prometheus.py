@@ -22,7 +22,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from watchdog.errors import SourceGarbled, SourceUnavailable
-from watchdog.series import Selector, Series
+from watchdog.series import Selector, Series, mark_ordered
 from watchdog.sources.base import parse_matrix, series_hook
 
 #: What prometheus-api-client raises when a 200 answer is not the JSON it expects.
@@ -111,7 +111,9 @@ class PrometheusSource:
         # the range selector is rounded up to whole seconds: samples just before ``start`` are ours to
         # trim; anything after ``end`` is left for the checks to find (Prometheus never sends it)
         where = f"prometheus answer to {shown(query)}"
-        return [s.between(start, math.inf) for s in parse_matrix(result, where)]
+        series = parse_matrix(result, where)
+        mark_ordered(series)
+        return [s.between(start, math.inf) for s in series]
 
     def fetch_expr(self, expr: str, start: float, end: float, step_s: float) -> list[Series]:
         """Evaluate a raw PromQL expression over a range (the escape hatch for gauge signals)."""
