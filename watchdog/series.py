@@ -73,7 +73,7 @@ class Selector:
         return f"{self.metric}{{{inner}}}" if inner else self.metric
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Series:
     """One time series: its labels (``__name__`` included) and samples in time order.
 
@@ -87,6 +87,12 @@ class Series:
     t: np.ndarray
     v: np.ndarray = field(repr=False)
     given_total: np.ndarray | None = field(repr=False, default=None, compare=False)
+    # found when first asked for (slots, not a __dict__ per series: a replica holds ~50,000 of them)
+    _key: LabelKey | None = field(default=None, init=False, repr=False, compare=False)
+    _groups: dict[tuple[str, ...], tuple[str, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _ordered: bool | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def total(self) -> np.ndarray:
@@ -113,7 +119,7 @@ class Series:
     @property
     def key(self) -> LabelKey:
         """``label_key(labels)``, found once per series and handed on to its slices."""
-        known = self.__dict__.get("_key")
+        known = self._key
         if known is None:
             known = label_key(self.labels)
             object.__setattr__(self, "_key", known)
@@ -121,7 +127,7 @@ class Series:
 
     def group(self, by: tuple[str, ...]) -> tuple[str, ...]:
         """``group_key(labels, by)``, found once per series and grouping and handed on to slices."""
-        groups = self.__dict__.get("_groups")
+        groups = self._groups
         if groups is None:
             groups = {}
             object.__setattr__(self, "_groups", groups)
@@ -135,19 +141,20 @@ class Series:
         being found again, and so does its time order when the samples are a ``subset`` of this
         one's in the same order."""
         out = Series(self.labels, t, v)
-        known = self.__dict__
-        if "_key" in known:
-            object.__setattr__(out, "_key", known["_key"])
-        if "_groups" in known:  # the same labels: the same groups (one dict for all slices)
-            object.__setattr__(out, "_groups", known["_groups"])
-        if subset and known.get("_ordered") is True:
+        object.__setattr__(out, "_key", self._key)
+        groups = self._groups
+        if groups is None:  # the same labels, the same groups: one dict for this series and its cuts
+            groups = {}
+            object.__setattr__(self, "_groups", groups)
+        object.__setattr__(out, "_groups", groups)
+        if subset and self._ordered is True:
             object.__setattr__(out, "_ordered", True)
         return out
 
     @property
     def ordered(self) -> bool:
         """Every timestamp later than the one before (found once per series)."""
-        known = self.__dict__.get("_ordered")
+        known = self._ordered
         if known is None:
             t = self.t
             known = t.size < 2 or bool((t[1:] > t[:-1]).all())
@@ -175,7 +182,7 @@ class Series:
 
 def mark_ordered(series: Sequence[Series]) -> None:
     """Find ``Series.ordered`` of many series in one pass (a source's whole answer)."""
-    todo = [s for s in series if "_ordered" not in s.__dict__]
+    todo = [s for s in series if s._ordered is None]
     if not todo:
         return
     sizes = np.fromiter((s.t.size for s in todo), dtype=np.int64, count=len(todo))
