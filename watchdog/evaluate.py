@@ -13,6 +13,7 @@ and it decides only when there is nothing to compare with.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -157,7 +158,8 @@ class Window:
 
     def _layout(self) -> tuple[list[tuple[str, ...]], list[int]] | None:
         """The window's groups and each series' group; ``None`` when a series cannot be counted
-        by lookup (samples out of time order; times that are not numbers ``_count_batch`` finds)."""
+        by lookup (samples out of time order; times that are not numbers ``_count_batch`` finds)
+        or there is no series."""
         got = self.__dict__.get("_layout_cache", False)
         if got is not False:
             return got  # type: ignore[no-any-return]
@@ -197,6 +199,12 @@ class Window:
         return out
 
 
+def _counted_until(tracker: _Tracker, checked: Checked, now: float) -> float:
+    """How far a tracker counts this tick: to ``now``, or to just before a drop that waits for
+    confirmation (``Checked.hold``), never back before where it already is."""
+    return now if checked.hold > now else max(tracker.last, checked.hold - 1e-6)
+
+
 def _spans(start: float, end: float, step: float) -> list[tuple[float, float]]:
     out = []
     t = start
@@ -208,36 +216,37 @@ def _spans(start: float, end: float, step: float) -> list[tuple[float, float]]:
 
 #: At most this many (series × span) counts in one pass of ``warm_windows`` (bounds its memory).
 _WARM_BATCH = 1 << 16
+#: A pass's rows × width (seconds) stay below this, so its sums of times are exact (see below).
+_EXACT_S = 2.0**30
+
+_Job = tuple[Window, list[tuple[float, float]], list[tuple[str, ...]], list[int]]
 
 
 def warm_windows(jobs: Sequence[tuple[Window, Sequence[tuple[float, float]]]]) -> None:
     """Count every series of every window in each of its spans, for many windows at once — one
-    watch's, or every watch's of a tick (``WatchEvaluator.stage``): a few array operations over all
-    of them instead of a few per window and span.
+    watch's, or a hundred watches' of a tick (``WatchEvaluator.stage``): a few array operations
+    over all of them instead of a few per window and span.
 
     ``counter_increase`` by lookup: each series' samples sit in one sorted array at ``row × width``
     plus their time since the earliest sample, so one ``searchsorted`` finds the last sample at or
-    before every bound of every series. Unix times of one answer are within a factor of two of each
-    other, so those differences are exact, and so are the sums while rows × width stay below 2³⁰
-    seconds (a batch beyond it is split): the lookups compare the times themselves.
-    The totals are ``Series.total`` (``reset_corrected_rows``), and each group's sum adds its
-    series in their order, so a window's counts are the same bit for bit whichever windows it is
-    counted with. A window with a series out of time order is counted series by series.
+    before every bound of every series. Unix times of one pass are within a factor of two of each
+    other, so those differences are exact, and so are the sums while rows × width stay below
+    ``_EXACT_S`` (a pass beyond it is split): the lookups compare the times themselves. The totals
+    are ``Series.total`` (``reset_corrected_rows``), and each group's sum adds its series in their
+    order, so a window's counts are the same bit for bit whichever windows it is counted with. A
+    window with a series out of time order, or a time that is not a number, is counted series by
+    series.
     """
-    todo: list[tuple[Window, list[tuple[float, float]]]] = []
+    batch: list[_Job] = []
+    size = 0
     for w, spans in jobs:
         fresh = [sp for sp in dict.fromkeys(spans) if sp not in w._cache]
-        if not fresh:
-            continue
-        if w._layout() is None:
+        layout = w._layout() if fresh else None
+        if layout is None:
             w._warm_one_by_one(fresh)
-        else:
-            todo.append((w, fresh))
-    batch: list[tuple[Window, list[tuple[float, float]]]] = []
-    size = 0
-    for job in todo:
-        batch.append(job)
-        size += len(job[0]._keyed) * len(job[1])
+            continue
+        batch.append((w, fresh, *layout))
+        size += len(w._keyed) * len(fresh)
         if size >= _WARM_BATCH:
             _count_batch(batch)
             batch, size = [], 0
@@ -245,44 +254,34 @@ def warm_windows(jobs: Sequence[tuple[Window, Sequence[tuple[float, float]]]]) -
         _count_batch(batch)
 
 
-def _count_batch(batch: list[tuple[Window, list[tuple[float, float]]]]) -> None:
-    series = [s for w, _ in batch for _, s in w._keyed]
-    ts = [s.t for s in series]
-    sizes = np.fromiter((t.size for t in ts), dtype=np.int64, count=len(ts))
-    t = np.concatenate(ts)
-    if not bool(np.isfinite(t).all()):  # rare: the windows with such a time go series by series
-        fine = []
-        for w, spans in batch:
-            if all(bool(np.isfinite(s.t).all()) for _, s in w._keyed):
-                fine.append((w, spans))
-            else:
-                w._warm_one_by_one(spans)
-        if fine:
-            _count_batch(fine)
-        return
-    if not t.size:
-        for w, spans in batch:
-            keys = w._layout()[0]  # type: ignore[index]
-            for span in spans:
-                w._cache[span] = dict.fromkeys(keys, 0.0)
+def _count_batch(batch: list[_Job]) -> None:
+    series = [s for w, *_ in batch for _, s in w._keyed]
+    sizes = np.fromiter((s.t.size for s in series), dtype=np.int64, count=len(series))
+    t = np.concatenate([s.t for s in series])
+    if not t.size:  # nothing to look up: every group counts none
+        for w, spans, keys, _ in batch:
+            w._cache.update((span, dict.fromkeys(keys, 0.0)) for span in spans)
         return
     t0 = float(t.min())
     width = float(t.max()) - t0 + 2.0
-    if len(ts) * width >= 2.0**30 and len(batch) > 1:  # keep the sums below exact (see above)
-        half = len(batch) // 2
+    finite = bool(np.isfinite(t).all())
+    if len(batch) > 1 and (len(series) * width >= _EXACT_S or not finite):
+        half = len(batch) // 2  # until each part is exact, or one window (not a number: alone)
         _count_batch(batch[:half])
         _count_batch(batch[half:])
         return
+    if not finite:
+        batch[0][0]._warm_one_by_one(batch[0][1])
+        return
     lo = np.cumsum(sizes) - sizes
-    place = np.repeat(np.arange(len(ts), dtype=float) * width, sizes) + (t - t0)
+    place = np.repeat(np.arange(len(series), dtype=float) * width, sizes) + (t - t0)
     total = reset_corrected_rows([s.v for s in series])
     # one entry per (window, span, series), in that order; its bin: (window, span, group)
     rows: list[int] = []
     bins: list[int] = []
     bounds: list[tuple[float, float]] = []
     row = nbin = 0
-    for w, spans in batch:
-        keys, group = w._layout()  # type: ignore[misc]
+    for _, spans, keys, group in batch:
         n, g = len(group), len(keys)
         here = range(row, row + n)
         for k, span in enumerate(spans):
@@ -293,7 +292,7 @@ def _count_batch(batch: list[tuple[Window, list[tuple[float, float]]]]) -> None:
         row += n
         nbin += len(spans) * g
     r = np.array(rows, dtype=np.int64)
-    rel = np.clip(np.array(bounds, dtype=float) - t0, -0.5, width - 0.5)  # (entries, 2)
+    rel = np.clip(np.array(bounds, dtype=float).reshape(-1, 2) - t0, -0.5, width - 0.5)  # (entries, 2)
     q = (r.astype(float) * width)[:, None] + rel
     at = np.searchsorted(place, q.ravel(), "right").reshape(q.shape) - 1
     has = at >= lo[r][:, None]
@@ -301,8 +300,7 @@ def _count_batch(batch: list[tuple[Window, list[tuple[float, float]]]]) -> None:
     inc = np.where(has[:, 1], np.where(has[:, 0], tot[:, 1] - tot[:, 0], tot[:, 1]), 0.0)
     sums = np.bincount(np.array(bins, dtype=np.int64), weights=inc, minlength=nbin).tolist()
     nbin = 0
-    for w, spans in batch:
-        keys = w._layout()[0]  # type: ignore[index]
+    for w, spans, keys, _ in batch:
         g = len(keys)
         for span in spans:
             w._cache[span] = dict(zip(keys, sums[nbin : nbin + g], strict=True))
@@ -356,11 +354,8 @@ class _Tracker:
         if n <= 0:
             return Coverage(1.0, 0, last_seen, now)
         times = np.array(self.seen_at)
-        gaps = sorted(np.diff(times).tolist())  # their median, as np.median finds it, without its overhead
-        half = len(gaps) // 2
-        interval = (
-            (gaps[half] if len(gaps) % 2 else (gaps[half - 1] + gaps[half]) / 2) if gaps else self.step_s
-        )
+        gaps = np.diff(times).tolist()
+        interval = statistics.median(gaps) if gaps else self.step_s  # (np.median's value, not its overhead)
         stale = 2.0 * max(self.step_s, interval)
         grid = self.watch_start + self.step_s * np.arange(1, n + 1)
         newest = np.searchsorted(times, grid, "right") - 1
@@ -855,8 +850,9 @@ class WatchEvaluator:
                 windows, checked = self._windows(tracker, self._reads(tracker)[0], now)
             except SourceUnavailable:
                 continue
-            upto = now if checked.hold > now else max(tracker.last, checked.hold - 1e-6)
-            out.extend((w, _spans(tracker.last, upto, self.step_s)) for w in windows)
+            out.extend(
+                (w, _spans(tracker.last, _counted_until(tracker, checked, now), self.step_s)) for w in windows
+            )
         return out
 
     def advance(self, now: float) -> list[SignalResult]:
@@ -888,7 +884,7 @@ class WatchEvaluator:
                 ref = self.reference_end
                 tracker.calibrate(windows, _spans(ref - calib, ref, self.step_s))
                 tracker.calibrated, tracker.last = True, self.watch_start
-            upto = now if checked.hold > now else max(tracker.last, checked.hold - 1e-6)
+            upto = _counted_until(tracker, checked, now)
             spans = _spans(tracker.last, upto, self.step_s)
             if tracker.counts and len(spans) > 1:
                 for w in windows:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from watchdog.errors import SourceGarbled
-from watchdog.series import LabelKey, Series, key_labels
+from watchdog.series import LabelKey, Series, all_within, key_labels, steps_within
 
 #: A drop that comes back above its earlier value within this many samples is a dip, not a reset.
 DIP_SAMPLES = 4
@@ -126,21 +126,15 @@ def _clean(
     total = int(sizes.sum())
     if total == 0:
         return [not (counter and memory is not None and key in memory) for key in keys]
-    heads = np.cumsum(sizes) - sizes
     t = np.concatenate([s.t for s in series])
     ok = (t >= start - 1e-6) & (t <= end + 1e-6)  # False for NaN too
-    later = np.ones(total, dtype=bool)
-    later[1:] = t[1:] > t[:-1]
+    step = t[1:] > t[:-1]
     if counter:
         v = np.concatenate([s.v for s in series])
         ok &= np.isfinite(v) & (v >= 0)
-        later[1:] &= v[1:] >= v[:-1]
-    nonempty = sizes > 0
-    later[heads[nonempty]] = True  # each series' first sample has nothing before it
-    ok &= later
-    bad = np.zeros(len(series), dtype=np.int64)
-    bad[nonempty] = np.add.reduceat((~ok).astype(np.int64), heads[nonempty])
-    fine: list[bool] = (bad == 0).tolist()
+        step &= v[1:] >= v[:-1]
+    ok &= steps_within(step, sizes)
+    fine: list[bool] = all_within(ok, sizes).tolist()
     if counter and memory is not None:
         for i, key in enumerate(keys):
             if fine[i]:

@@ -151,6 +151,14 @@ class Series:
             object.__setattr__(out, "_ordered", True)
         return out
 
+    def then(self, tail: Series) -> Series:
+        """This series' samples followed by ``tail``'s (with this one's labels and identity); in
+        time order, known at once, when both are and ``tail`` starts after this one ends."""
+        out = self.sliced(np.concatenate([self.t, tail.t]), np.concatenate([self.v, tail.v]), subset=False)
+        if self.ordered and tail.ordered and (not tail.t.size or not self.t.size or self.t[-1] < tail.t[0]):
+            object.__setattr__(out, "_ordered", True)
+        return out
+
     @property
     def ordered(self) -> bool:
         """Every timestamp later than the one before (found once per series)."""
@@ -180,6 +188,28 @@ class Series:
         return self.between(-math.inf, end)
 
 
+def steps_within(step_ok: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """For series concatenated (``sizes`` samples each) and a condition on each sample against the
+    one before it (``step_ok[i]``: sample ``i + 1`` against sample ``i``): that condition per
+    sample, True for each series' first sample, which has nothing before it in its series."""
+    out = np.ones(step_ok.size + 1, dtype=bool)
+    out[1:] = step_ok
+    heads = np.cumsum(sizes) - sizes
+    out[heads[sizes > 0]] = True
+    return out
+
+
+def all_within(ok: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """For series concatenated (``sizes`` samples each): whether ``ok`` holds at all of a series'
+    samples (True for an empty series)."""
+    heads = np.cumsum(sizes) - sizes
+    nonempty = sizes > 0
+    bad = np.zeros(sizes.size, dtype=np.int64)
+    bad[nonempty] = np.add.reduceat((~ok).astype(np.int64), heads[nonempty])
+    out: np.ndarray = bad == 0
+    return out
+
+
 def mark_ordered(series: Sequence[Series]) -> None:
     """Find ``Series.ordered`` of many series in one pass (a source's whole answer)."""
     todo = [s for s in series if s._ordered is None]
@@ -187,15 +217,9 @@ def mark_ordered(series: Sequence[Series]) -> None:
         return
     sizes = np.fromiter((s.t.size for s in todo), dtype=np.int64, count=len(todo))
     t = np.concatenate([s.t for s in todo])
-    later = np.ones(t.size, dtype=bool)
-    later[1:] = t[1:] > t[:-1]
-    heads = np.cumsum(sizes) - sizes
-    nonempty = sizes > 0
-    later[heads[nonempty]] = True  # a series' first sample has nothing before it
-    bad = np.zeros(len(todo), dtype=np.int64)
-    bad[nonempty] = np.add.reduceat((~later).astype(np.int64), heads[nonempty])
-    for s, n in zip(todo, bad.tolist(), strict=True):
-        object.__setattr__(s, "_ordered", n == 0)
+    later = steps_within(t[1:] > t[:-1], sizes)
+    for s, ordered in zip(todo, all_within(later, sizes).tolist(), strict=True):
+        object.__setattr__(s, "_ordered", ordered)
 
 
 def _reset_corrected(v: np.ndarray) -> np.ndarray:

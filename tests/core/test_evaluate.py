@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import watchdog.evaluate as evaluation
 from tests.fixtures.scenarios import write_scenario
 from watchdog.config import EnvironmentPolicy, LatencySignal, RatioSignal, SeriesRef, ServiceConfig
 from watchdog.evaluate import WatchEvaluator, Window, signal_alpha, warm_windows
@@ -122,11 +123,21 @@ def test_latency_against_its_slo_when_there_is_no_baseline(tmp_path: Path) -> No
     assert quiet.state is SignalState.NO_DATA
 
 
-def test_windows_counted_together_count_what_each_counts_alone_bit_for_bit() -> None:
+@pytest.mark.parametrize(
+    ("batch", "exact_s"),
+    [(1 << 16, 2.0**30), (7, 2.0**30), (1 << 16, 4.0e4)],
+    ids=["one-pass", "many-passes", "split-for-exactness"],
+)
+def test_windows_counted_together_count_what_each_counts_alone_bit_for_bit(
+    batch: int, exact_s: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``warm_windows`` over many windows at once (the fleet's tick) against each window counted
     series by series with ``counter_increase``: fractional and reset counters, NaN values, empty
     series, a series out of time order or with an infinite time, windows far apart in time, bounds
-    on samples and spans that miss them."""
+    on samples and spans that miss them — in one pass, in many, and split where the pass would be
+    too wide to add times exactly."""
+    monkeypatch.setattr(evaluation, "_WARM_BATCH", batch)
+    monkeypatch.setattr(evaluation, "_EXACT_S", exact_s)
     rng = np.random.default_rng(11)
     svc = ServiceConfig(name="s", canary=True, signals=[FIVE_XX])
     windows, alone, spans_of = [], [], []

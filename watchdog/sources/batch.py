@@ -29,8 +29,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from watchdog.errors import SourceUnavailable
 from watchdog.series import LabelKey, Matcher, Selector, Series
 from watchdog.sources.base import MetricSource
@@ -166,10 +164,7 @@ def _joined(prefix: Series | None, tail: Series) -> Series:
     lives on, however many ticks answered them anew)."""
     if prefix is None or not prefix.t.size:
         return tail
-    out = prefix.sliced(np.concatenate([prefix.t, tail.t]), np.concatenate([prefix.v, tail.v]), subset=False)
-    if prefix.ordered and tail.ordered and (not tail.t.size or prefix.t[-1] < tail.t[0]):
-        object.__setattr__(out, "_ordered", True)  # two ordered runs, one after the other
-    return out
+    return prefix.then(tail)
 
 
 def _trimmed(s: Series, keep_from: float, before: float) -> Series:
