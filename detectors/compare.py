@@ -105,6 +105,7 @@ class ShareTest:
         self.baseline_bad = np.zeros(self.n)
         self.exposure = np.zeros(self.n)
         self._phi = np.broadcast_to(np.asarray(self.phi, dtype=float), (self.n,)).copy()
+        self._log_e: tuple[np.ndarray, np.ndarray] | None = None  # since the last update
 
     def update(self, canary_bad: np.ndarray, baseline_bad: np.ndarray, canary_share: np.ndarray) -> None:
         c = np.asarray(canary_bad, dtype=float).reshape(self.n)
@@ -113,6 +114,7 @@ class ShareTest:
         usable = (c + b > 0) & (rho > 0) & (rho < 1) & np.isfinite(rho)
         if not usable.any():
             return
+        self._log_e = None
         r = np.where(usable[:, None], rho[:, None], 0.5)
         th = _theta(r, RATIO_GRID[None, :])
         th_pass = _theta(r, self.pass_ratio * PASS_GRID[None, :])
@@ -125,10 +127,14 @@ class ShareTest:
         self.exposure += np.where(usable, (c + b) * rho, 0.0)
 
     def log_e(self) -> tuple[np.ndarray, np.ndarray]:
-        """Log e-values (fail direction, pass direction) per service, tempered by φ."""
+        """Log e-values (fail direction, pass direction) per service, tempered by φ (found once
+        per update: the omnibus explains each of its bounds from the same values)."""
+        if self._log_e is not None:
+            return self._log_e
         log_w = -math.log(RATIO_GRID.size)
         fail = _logsumexp(self.llr / self._phi[:, None] + log_w)
         ok = _logsumexp(self.llr_pass / self._phi[:, None] - math.log(PASS_GRID.size))
+        self._log_e = fail, ok
         return fail, ok
 
     def verdict(self, i: int = 0) -> Verdict:

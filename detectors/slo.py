@@ -39,22 +39,41 @@ def _log_mixture(x: float, n: float, p0: np.ndarray | float, strength: float, up
     The upper (fail) side mixes over Beta(strength·p0, strength·(1−p0)); the lower (pass) side
     over a uniform prior on (0, p0), which spreads its weight over the rates a healthy release has.
     """
+    p, a, b, log_den, log_p, log_q = _prior(p0, strength, upper)
+    post = special.betaincc(a + x, b + n - x, p) if upper else special.betainc(a + x, b + n - x, p)
+    with np.errstate(divide="ignore"):
+        log_num = special.betaln(a + x, b + n - x) + np.log(post)
+    out: np.ndarray = log_num - log_den - x * log_p - (n - x) * log_q
+    return out
+
+
+#: The prior's part of ``_log_mixture`` for an SLO rate given as a number (every tick of every
+#: watch asks for the same few): it does not depend on the counts.
+_PRIORS: dict[tuple[float, float, bool], tuple[np.ndarray, ...]] = {}
+
+
+def _prior(p0: np.ndarray | float, strength: float, upper: bool) -> tuple[np.ndarray, ...]:
+    """p0, the Beta prior's a and b, log of its mass on the tested side (with its Beta function),
+    log p0 and log(1 − p0): arrays like ``p0``."""
+    key = (p0, strength, upper) if type(p0) is float else None
+    known = _PRIORS.get(key) if key is not None else None
+    if known is not None:
+        return known
     p = np.asarray(p0, dtype=float)
     if upper:
         a = np.maximum(strength * p, 1e-3)
         b = np.maximum(strength * (1.0 - p), 1e-3)
-        post = special.betaincc(a + x, b + n - x, p)
         prior = special.betaincc(a, b, p)
     else:
         a = np.ones_like(p)
         b = np.ones_like(p)
-        post = special.betainc(a + x, b + n - x, p)
         prior = special.betainc(a, b, p)
     with np.errstate(divide="ignore"):
-        log_num = special.betaln(a + x, b + n - x) + np.log(post)
         log_den = special.betaln(a, b) + np.log(prior)
-    out: np.ndarray = log_num - log_den - x * np.log(p) - (n - x) * np.log1p(-p)
-    return out
+    made = (p, a, b, log_den, np.log(p), np.log1p(-p))
+    if key is not None and len(_PRIORS) < 1024:
+        _PRIORS[key] = made
+    return made
 
 
 def slo_bound(

@@ -12,6 +12,7 @@ and it decides only when there is nothing to compare with.
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections import defaultdict
@@ -324,6 +325,13 @@ class _Tracker:
     last: float = field(default=math.nan, init=False)  # end of the last interval taken in
     calibrated: bool = field(default=False, init=False)
     seen_at: list[float] = field(default_factory=list, init=False)  # sample times of the release's series
+    # coverage, step by step: the gaps between those times (sorted), how many times they cover,
+    # the staleness limit, and how many of the watch's steps are settled and how many were covered
+    _gaps: list[float] = field(default_factory=list, init=False, repr=False)
+    _gapped: int = field(default=0, init=False, repr=False)
+    _stale: float = field(default=math.nan, init=False, repr=False)
+    _settled: int = field(default=0, init=False, repr=False)
+    _settled_ok: int = field(default=0, init=False, repr=False)
     #: Counters are checked as counters (finite, never down but for restarts); gauges are not.
     counts: ClassVar[bool] = True
     #: Which of ``selectors()`` carries the release's traffic, for coverage.
@@ -348,21 +356,33 @@ class _Tracker:
 
     def coverage(self, now: float) -> Coverage:
         """The fraction of the watch's steps so far whose end had a sample of the release within
-        ``2 × max(step, scrape interval)``: one lost scrape is not a hole, a dead exporter is."""
+        ``2 × max(step, scrape interval)``: one lost scrape is not a hole, a dead exporter is.
+
+        Found step by step: a step that ended before the newest sample is settled (samples only
+        come after it), so each tick judges only the steps after it, unless the scrape interval
+        it goes by changed."""
         n = math.floor((now - self.watch_start) / self.step_s + 1e-9)
-        last_seen = self.seen_at[-1] if self.seen_at else None
+        times = self.seen_at
+        last_seen = times[-1] if times else None
         if n <= 0:
             return Coverage(1.0, 0, last_seen, now)
-        times = np.array(self.seen_at)
-        gaps = np.diff(times).tolist()
-        interval = statistics.median(gaps) if gaps else self.step_s  # (np.median's value, not its overhead)
+        gaps = self._gaps
+        for i in range(max(self._gapped - 1, 0), len(times) - 1):
+            bisect.insort(gaps, times[i + 1] - times[i])
+        self._gapped = len(times)
+        interval = statistics.median(gaps) if gaps else self.step_s
         stale = 2.0 * max(self.step_s, interval)
-        grid = self.watch_start + self.step_s * np.arange(1, n + 1)
-        newest = np.searchsorted(times, grid, "right") - 1
-        ok = (
-            (newest >= 0) & (grid - times[np.maximum(newest, 0)] < stale) if times.size else np.zeros(n, bool)
-        )
-        return Coverage(float(ok.mean()), n, last_seen, now)
+        if stale != self._stale or self._settled > n:
+            self._stale, self._settled, self._settled_ok = stale, 0, 0
+        ok = self._settled_ok
+        for k in range(self._settled + 1, n + 1):
+            grid = self.watch_start + self.step_s * k
+            newest = bisect.bisect_right(times, grid) - 1
+            hit = newest >= 0 and grid - times[newest] < stale
+            ok += hit
+            if k == self._settled + 1 and times and grid < times[-1]:
+                self._settled, self._settled_ok = k, ok
+        return Coverage(ok / n, n, last_seen, now)
 
     def calibrate(self, windows: list[Window], spans: list[tuple[float, float]]) -> None:
         """Learn from the pre-deploy period (A/A with a canary, the reference without one)."""

@@ -8,6 +8,7 @@ reason the decision log gives for it.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 import threading
@@ -247,7 +248,7 @@ WELL_FORMED = json.dumps(
 
 @pytest.mark.parametrize("kind", [*sorted(GARBLED), "well formed"])
 def test_a_long_query_posted_reads_its_answer_as_a_short_one_does(kind: str) -> None:
-    """Answers are parsed series by series as they are read (``series_hook``, for memory); what
+    """Answers are parsed series by series as they are read (``SeriesReader``, for memory); what
     comes out, or the error naming what was wrong, is what parsing the answer whole gives, for a
     short query and for one past ``LONG_QUERY`` (posted as a form)."""
     answer = GARBLED.get(kind, (200, "application/json", WELL_FORMED, ""))
@@ -384,3 +385,38 @@ def test_a_watch_blind_for_longer_than_the_limit_pages_once_and_resolves_when_da
     )
     results = [e.result for e in out.entries(DecisionKind.BLIND.value)]
     assert results == ["blind", "paged", "seeing"]
+
+
+def test_a_reader_remembers_label_sets_and_reads_them_as_parsing_afresh_does() -> None:
+    """The Prometheus source's reader remembers the label sets it has read: a series answered
+    again gets the same labels, identity and groupings at once; labels in any order get the key
+    of their sorted names; what is not a series of string labels stays for ``parse_matrix`` to
+    judge; and past its limit the reader starts afresh without reading anything differently."""
+    from watchdog.series import label_key
+    from watchdog.sources.base import SeriesReader
+
+    reader = SeriesReader(limit=2)
+    body = json.dumps(
+        [
+            {"metric": {"job": "a", "__name__": "x_total"}, "values": [[1, "1"], [2, "2"]]},
+            {"metric": {"__name__": "x_total", "job": "b"}, "values": []},
+            {"metric": {"__name__": "x_total", "job": ["not", "a", "label"]}, "values": [[1, "1"]]},
+        ]
+    )
+    first = json.loads(body, object_pairs_hook=reader)
+    again = json.loads(body, object_pairs_hook=reader)
+    answered = ({"job": "a", "__name__": "x_total"}, {"__name__": "x_total", "job": "b"})
+    for s, labels in zip(first[:2], answered, strict=True):
+        assert dict(s.labels) == labels and s.key == label_key(labels)
+    assert first[0].t.tolist() == [1.0, 2.0] and first[0].v.tolist() == [1.0, 2.0] and first[1].t.size == 0
+    assert again[0].labels is first[0].labels and again[0].key is first[0].key
+    assert again[0].group(("job",)) == ("a",) and first[0]._groups is again[0]._groups
+    assert type(first[2]) is dict and type(again[2]) is dict
+    third = json.loads(
+        json.dumps([{"metric": {"__name__": "y_total"}, "values": [[3, "NaN"]]}]), object_pairs_hook=reader
+    )
+    fourth = json.loads(body, object_pairs_hook=reader)  # the limit was reached: read afresh
+    assert third[0].key == ("__name__", "y_total") and math.isnan(third[0].v[0])
+    assert [(dict(s.labels), s.t.tolist(), s.v.tolist()) for s in fourth[:2]] == [
+        (dict(s.labels), s.t.tolist(), s.v.tolist()) for s in first[:2]
+    ]

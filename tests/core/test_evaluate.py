@@ -175,3 +175,46 @@ def test_windows_counted_together_count_what_each_counts_alone_bit_for_bit(
             assert np.array(list(got.values())).view(np.int64).tolist() == (
                 np.array(list(want.values())).view(np.int64).tolist()
             )
+
+
+def _coverage_afresh(seen: list[float], watch_start: float, step: float, now: float) -> tuple[float, int]:
+    """Coverage as found from scratch, every step against every sample (what a tick must equal)."""
+    import math
+    import statistics
+
+    n = math.floor((now - watch_start) / step + 1e-9)
+    if n <= 0:
+        return 1.0, 0
+    times = np.array(seen)
+    gaps = np.diff(times).tolist()
+    stale = 2.0 * max(step, statistics.median(gaps) if gaps else step)
+    grid = watch_start + step * np.arange(1, n + 1)
+    newest = np.searchsorted(times, grid, "right") - 1
+    ok = (newest >= 0) & (grid - times[np.maximum(newest, 0)] < stale) if times.size else np.zeros(n, bool)
+    return float(ok.mean()), n
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_coverage_found_tick_by_tick_is_coverage_found_afresh(seed: int) -> None:
+    """Coverage settles the steps before the newest sample and judges only the later ones each tick;
+    over exporters that go quiet, come back, scrape slower or at odd times, and samples that reach
+    the source a tick late, each tick's fraction is bit for bit the one found from all samples
+    afresh."""
+    rng = np.random.default_rng(seed)
+    step, start = 15.0, 1_700_000_000.0
+    svc = ServiceConfig(name="s", signals=[FIVE_XX])
+    tracker = evaluation._RatioTracker(FIVE_XX, svc, 0.01, EnvironmentPolicy(), start, step)
+    interval = float(rng.choice([5.0, 15.0, 30.0, 60.0]))
+    t = start + rng.uniform(-20, 20)
+    now = start
+    for tick in range(120):
+        now += step * float(rng.choice([1, 1, 1, 2, 3]))
+        if tick % 17 == 5:
+            interval = float(rng.choice([5.0, 15.0, 30.0, 60.0, 7.3]))
+        late = float(rng.choice([0.0, 0.0, 20.0, 45.0]))  # the source has not seen the newest yet
+        while t <= now - late:
+            if rng.random() > (0.6 if 40 <= tick < 55 else 0.05):  # a quiet spell, and lost scrapes
+                tracker.seen_at.append(t)
+            t += interval + rng.uniform(-1, 1)
+        got = tracker.coverage(now)
+        assert (got.fraction, got.steps) == _coverage_afresh(tracker.seen_at, start, step, now), tick

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from itertools import chain
 from typing import Any, Protocol
 
 import numpy as np
@@ -66,34 +67,72 @@ def parse_matrix(result: Any, where: str) -> list[Series]:
 
 _STR, _LIST, _PAIR, _NUMBER = frozenset({str}), frozenset({list}), frozenset({2}), frozenset({float, int})
 
+#: Label sets a ``SeriesReader`` remembers; past this many (series come and go) it starts afresh.
+KNOWN_LABEL_SETS = 1 << 20
 
-def series_hook(pairs: list[tuple[str, Any]]) -> Any:
+
+class SeriesReader:
     """``object_pairs_hook`` for ``json.loads`` of a Prometheus answer: each well-formed series
     object becomes a ``Series`` as soon as it is parsed, so a large answer (every watched service's
     samples at once, ``watchdog.sources.batch``) never exists as millions of small lists and
-    strings at the same time. Anything else stays a ``dict`` for ``parse_matrix`` to judge."""
-    obj = dict(pairs)
-    if len(obj) != 2:
-        return obj
-    metric, values = obj.get("metric"), obj.get("values")
-    if type(metric) is not dict or type(values) is not list:
-        return obj
-    # (the type checks run as set(map(type, …)): C loops over the many small lists of an answer)
-    if not set(map(type, metric)) | set(map(type, metric.values())) <= _STR:
-        return obj
-    # the same label names and values come in every series and every tick: one copy of each
-    metric = {sys.intern(k): sys.intern(v) for k, v in metric.items()}
-    if not values:
-        return Series(metric, np.empty(0), np.empty(0))
-    if set(map(type, values)) != _LIST or set(map(len, values)) != _PAIR:
-        return obj
-    times, strings = zip(*values, strict=True)
-    if not set(map(type, times)) <= _NUMBER or set(map(type, strings)) != _STR:
-        return obj
-    try:
-        return Series(metric, np.array(times, dtype=float), np.array(strings).astype(float))
-    except ValueError:
-        return obj
+    strings at the same time. Anything else stays a ``dict`` for ``parse_matrix`` to judge.
+
+    A source asks for the same series every tick: the reader remembers each label set it has
+    read (one copy of its labels, its identity ``Series.key`` and its groupings), so a label set
+    seen before costs a lookup instead of being checked, copied and sorted again."""
+
+    def __init__(self, limit: int = KNOWN_LABEL_SETS) -> None:
+        self._known: dict[tuple[str, ...], Series] = {}
+        self._limit = limit
+
+    def _labels_of(self, metric: dict[Any, Any]) -> Series | None:
+        """A series of no samples carrying ``metric``'s labels (remembered), or ``None`` when they
+        are not all strings."""
+        try:
+            # labels and values in the answer's order, flat: for Prometheus (which sorts labels by
+            # name) the same tuple as ``Series.key``, so one tuple per label set serves as both
+            probe = tuple(chain.from_iterable(metric.items()))
+            known = self._known.get(probe)
+        except TypeError:  # a label value that is a list or an object: not hashable, not a label
+            return None
+        if known is not None:
+            return known
+        # (the type checks run as set(map(type, …)): C loops over the many small lists of an answer)
+        if not set(map(type, metric)) | set(map(type, metric.values())) <= _STR:
+            return None
+        # the same label names and values come in every series and every tick: one copy of each
+        labels = {sys.intern(k): sys.intern(v) for k, v in metric.items()}
+        if len(self._known) >= self._limit:
+            self._known.clear()
+        known = Series(labels, _EMPTY, _EMPTY)
+        flat = tuple(chain.from_iterable(labels.items()))
+        self._known[known.key if known.key == flat else flat] = known
+        return known
+
+    def __call__(self, pairs: list[tuple[str, Any]]) -> Any:
+        obj = dict(pairs)
+        if len(obj) != 2:
+            return obj
+        metric, values = obj.get("metric"), obj.get("values")
+        if type(metric) is not dict or type(values) is not list:
+            return obj
+        known = self._labels_of(metric)
+        if known is None:
+            return obj
+        if not values:
+            return known.sliced(np.empty(0), np.empty(0))
+        if set(map(type, values)) != _LIST or set(map(len, values)) != _PAIR:
+            return obj
+        times, strings = zip(*values, strict=True)
+        if not set(map(type, times)) <= _NUMBER or set(map(type, strings)) != _STR:
+            return obj
+        try:
+            return known.sliced(np.array(times, dtype=float), np.array(strings).astype(float), subset=False)
+        except ValueError:
+            return obj
+
+
+_EMPTY = np.empty(0)
 
 
 def _parse_at_once(result: list[Any]) -> list[Series] | None:

@@ -104,10 +104,19 @@ class _Group:
     held: dict[ServiceKey, _Held] = field(default_factory=dict)
     failed: dict[ServiceKey, SourceUnavailable] = field(default_factory=dict)  # this tick's errors
     _mine: dict[ServiceKey, list[Series]] | None = None  # this tick's split (None: not made yet)
+    _asked: dict[tuple[ServiceKey, ...], Selector] = field(default_factory=dict)  # last ticks' selectors
 
     def selector(self, services: Sequence[ServiceKey]) -> Selector:
-        own = tuple(sorted(self.matchers, key=lambda m: (m.label, m.op, m.value)))
-        return Selector(self.metric, own + combine(services))
+        """The selector of this shape for ``services`` (the same services as a tick before: the
+        same selector, not made again)."""
+        asked = tuple(services)
+        got = self._asked.get(asked)
+        if got is None:
+            own = tuple(sorted(self.matchers, key=lambda m: (m.label, m.op, m.value)))
+            if len(self._asked) >= 4:  # the held services, and those joining: a few at a time
+                self._asked.clear()
+            got = self._asked[asked] = Selector(self.metric, own + combine(services))
+        return got
 
     def of_service(self, service: ServiceKey) -> list[Series]:
         """The held series of one service, split once per tick: by the values of the service's

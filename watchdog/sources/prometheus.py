@@ -23,7 +23,7 @@ from urllib3.util.retry import Retry
 
 from watchdog.errors import SourceGarbled, SourceUnavailable
 from watchdog.series import Selector, Series, mark_ordered
-from watchdog.sources.base import parse_matrix, series_hook
+from watchdog.sources.base import SeriesReader, parse_matrix
 
 #: What prometheus-api-client raises when a 200 answer is not the JSON it expects.
 #: (requests' own JSONDecodeError is also a RequestException: it must be caught first.)
@@ -65,9 +65,10 @@ class PrometheusSource:
         )
         self._headers, self._auth, self._retry = headers or {}, auth, retry
         self._session: requests.Session | None = None  # for instant queries (see _instant)
+        self._reader = SeriesReader()  # remembers the label sets of its answers
 
     def _instant(self, query: str, at: float) -> Any:
-        """An instant query, its answer parsed series by series as it is read (``series_hook``):
+        """An instant query, its answer parsed series by series as it is read (``SeriesReader``):
         a batched answer holds every watched service's samples, and read whole into lists and
         strings first it would cost several times their size at once. A query over every watched
         service holds an alternation of all of them (``watchdog.sources.batch``): past
@@ -91,7 +92,7 @@ class PrometheusSource:
             raise PrometheusApiClientException(
                 f"HTTP Status Code {answer.status_code} ({answer.content[:200]!r})"
             )
-        return json.loads(answer.content, object_pairs_hook=series_hook)["data"]["result"]
+        return json.loads(answer.content, object_pairs_hook=self._reader)["data"]["result"]
 
     def fetch(self, selector: Selector, start: float, end: float) -> list[Series]:
         sel = selector.with_matchers(*self._extra) if self._extra else selector
