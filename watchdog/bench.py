@@ -172,7 +172,7 @@ def run_watchdog(source: ReplaySource, store: Store) -> dict[str, Any]:
         engine.tick()
         if store.watch(watch.id).phase != WatchPhase.RUNNING.value:
             break
-    entries = [e for e in store.decisions(env="prod") if e.service == service]
+    entries = store.decisions(env="prod", service=service)  # (one store serves every scenario of a worker)
     kinds = {e.kind: e for e in entries}
     if DecisionKind.ROLLBACK_DECIDED in kinds:
         e = kinds[DecisionKind.ROLLBACK_DECIDED]

@@ -23,11 +23,31 @@ MatchOp = Literal["=", "!=", "=~", "!~"]
 _OPS: tuple[MatchOp, ...] = ("=~", "!~", "!=", "=")
 
 
+def _hashed(obj: object, fields: tuple[object, ...]) -> int:
+    """The hash of a frozen value, found once: selectors are looked up in every read of a tick.
+    (Not pickled: another process hashes strings differently; see ``_HashedOnce``.)"""
+    known: int | None = obj.__dict__.get("_hash")
+    if known is None:
+        known = hash(fields)
+        object.__setattr__(obj, "_hash", known)
+    return known
+
+
+class _HashedOnce:
+    """A frozen value whose hash ``_hashed`` keeps: pickled and copied without it."""
+
+    def __getstate__(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+
 @dataclass(frozen=True)
-class Matcher:
+class Matcher(_HashedOnce):
     label: str
     op: MatchOp
     value: str
+
+    def __hash__(self) -> int:
+        return _hashed(self, (self.label, self.op, self.value))
 
     @classmethod
     def parse(cls, label: str, spec: str) -> Matcher:
@@ -52,11 +72,14 @@ class Matcher:
 
 
 @dataclass(frozen=True)
-class Selector:
+class Selector(_HashedOnce):
     """A metric name and label matchers: compiles to PromQL and matches raw series natively."""
 
     metric: str
     matchers: tuple[Matcher, ...] = ()
+
+    def __hash__(self) -> int:
+        return _hashed(self, (self.metric, self.matchers))
 
     @classmethod
     def of(cls, metric: str, labels: Mapping[str, str] | None = None) -> Selector:

@@ -299,3 +299,26 @@ def test_a_query_too_long_for_a_url_is_posted_and_named_short_in_errors() -> Non
             PrometheusSource(f"http://127.0.0.1:{free_port()}").fetch(wrong, BASE, BASE + 1)
     assert len(wrong.promql()) > LONG_QUERY  # sent as a form body: no URL would have held it
     assert "characters)" in str(err.value) and len(str(err.value)) < 1000
+
+
+def test_a_selectors_kept_hash_is_not_carried_to_another_process() -> None:
+    """Selectors and matchers keep their hash once found (every read of a tick looks them up), but
+    a pickled one (a benchmark's worker, another process) finds its own: strings hash differently
+    in another interpreter, and a carried hash would miss every lookup there."""
+    import pickle
+    import subprocess
+    import sys
+
+    sel = Selector.of("http_requests_total", {"code": "=~5..", "service": "a"})
+    assert hash(sel) == hash(Selector.of("http_requests_total", {"code": "=~5..", "service": "a"}))
+    blob = pickle.dumps(sel)
+    script = (
+        "import pickle, sys; from watchdog.series import Selector\n"
+        "got = pickle.loads(sys.stdin.buffer.read())\n"
+        "fresh = Selector.of('http_requests_total', {'code': '=~5..', 'service': 'a'})\n"
+        "assert {fresh: 1}[got] == 1 and {fresh.matchers[0]: 1}[got.matchers[0]] == 1\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=blob, capture_output=True, env={"PYTHONHASHSEED": "7"}
+    )
+    assert done.returncode == 0, done.stderr.decode()

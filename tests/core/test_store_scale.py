@@ -176,6 +176,7 @@ def _hot(ids: dict[str, Any]) -> dict[str, Callable[[Store], object]]:
         "pauses": lambda s: s.list_pauses("prod", in_force_at=now),
         # the CLI
         "log, newest": lambda s: s.decisions(env="prod", limit=50),
+        "a service's entries (the replay benchmark)": lambda s: s.decisions(env="prod", service="svc-0001"),
         "log, of kinds": lambda s: s.decisions(
             env="prod", limit=50, kind=[DecisionKind.PROMOTED, DecisionKind.ROLLBACK_DECIDED]
         ),

@@ -1109,15 +1109,18 @@ class Store:
         limit: int | None = None,
         incident_id: int | None = None,
         *,
+        service: str | None = None,
         watch_id: int | None = None,
         kind: str | Collection[str] | None = None,
     ) -> Sequence[DecisionEntry]:
-        """Entries oldest first (the newest ``limit``): of an environment, an incident, a watch,
-        of one kind or several — each an indexed read, never the whole log."""
+        """Entries oldest first (the newest ``limit``): of an environment (and a service in it),
+        an incident, a watch, of one kind or several — each an indexed read, never the whole log."""
         with self.session() as s:
             q = sa.select(DecisionEntry)
             if env is not None:
                 q = q.filter_by(env=env)
+            if service is not None:
+                q = q.filter_by(service=service)
             if incident_id is not None:
                 q = q.filter_by(incident_id=incident_id)
             if watch_id is not None:
