@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import bisect
 import math
-import statistics
-from collections import defaultdict
+from array import array
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -200,6 +200,20 @@ class Window:
         return out
 
 
+def _median(counts: Counter[float]) -> float:
+    """``statistics.median`` of the values counted (each as often as its count), the same value."""
+    n = counts.total()
+    mid, seen = n // 2, 0
+    lower = math.nan  # with an even count, the lower of the two middle values
+    for value in sorted(counts):
+        seen += counts[value]
+        if n % 2 == 0 and math.isnan(lower) and seen >= mid:
+            lower = value
+        if seen > mid:
+            return value if n % 2 else (lower + value) / 2
+    raise ValueError("no values")
+
+
 def _counted_until(tracker: _Tracker, checked: Checked, now: float) -> float:
     """How far a tracker counts this tick: to ``now``, or to just before a drop that waits for
     confirmation (``Checked.hold``), never back before where it already is."""
@@ -324,10 +338,11 @@ class _Tracker:
     split_changed: bool = field(default=False, init=False)
     last: float = field(default=math.nan, init=False)  # end of the last interval taken in
     calibrated: bool = field(default=False, init=False)
-    seen_at: list[float] = field(default_factory=list, init=False)  # sample times of the release's series
-    # coverage, step by step: the gaps between those times (sorted), how many times they cover,
-    # the staleness limit, and how many of the watch's steps are settled and how many were covered
-    _gaps: list[float] = field(default_factory=list, init=False, repr=False)
+    # the sample times of the release's series, in order (as doubles: a replica keeps ~6,000 of these)
+    seen_at: array[float] = field(default_factory=lambda: array("d"), init=False)
+    # coverage, step by step: how often each gap between those times occurs, how many times they
+    # cover, the staleness limit, and how many of the watch's steps are settled and were covered
+    _gaps: Counter[float] = field(default_factory=Counter, init=False, repr=False)
     _gapped: int = field(default=0, init=False, repr=False)
     _stale: float = field(default=math.nan, init=False, repr=False)
     _settled: int = field(default=0, init=False, repr=False)
@@ -368,9 +383,9 @@ class _Tracker:
             return Coverage(1.0, 0, last_seen, now)
         gaps = self._gaps
         for i in range(max(self._gapped - 1, 0), len(times) - 1):
-            bisect.insort(gaps, times[i + 1] - times[i])
+            gaps[times[i + 1] - times[i]] += 1
         self._gapped = len(times)
-        interval = statistics.median(gaps) if gaps else self.step_s
+        interval = _median(gaps) if gaps else self.step_s
         stale = 2.0 * max(self.step_s, interval)
         if stale != self._stale or self._settled > n:
             self._stale, self._settled, self._settled_ok = stale, 0, 0

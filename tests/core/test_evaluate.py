@@ -218,3 +218,16 @@ def test_coverage_found_tick_by_tick_is_coverage_found_afresh(seed: int) -> None
             t += interval + rng.uniform(-1, 1)
         got = tracker.coverage(now)
         assert (got.fraction, got.steps) == _coverage_afresh(tracker.seen_at, start, step, now), tick
+
+
+def test_the_median_of_counted_gaps_is_the_median_of_the_gaps() -> None:
+    """Coverage counts each gap between samples instead of keeping them all; their median is
+    ``statistics.median``'s, bit for bit, with odd and even counts and repeated values."""
+    import statistics
+    from collections import Counter
+
+    rng = np.random.default_rng(3)
+    for _ in range(3000):
+        pool = [15.0, 15.0, 30.0, 14.9, 15.1, 7.3, 60.0, float(rng.uniform(0, 100))]
+        gaps = [float(rng.choice(pool)) for _ in range(int(rng.integers(1, 30)))]
+        assert evaluation._median(Counter(gaps)) == statistics.median(gaps), gaps
