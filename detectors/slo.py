@@ -18,6 +18,7 @@ References: Robbins (1970) mixture martingales; Howard, Ramdas, McAuliffe & Sekh
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -47,19 +48,21 @@ def _log_mixture(x: float, n: float, p0: np.ndarray | float, strength: float, up
     return out
 
 
-#: The prior's part of ``_log_mixture`` for an SLO rate given as a number (every tick of every
-#: watch asks for the same few): it does not depend on the counts.
-_PRIORS: dict[tuple[float, float, bool], tuple[np.ndarray, ...]] = {}
-
-
 def _prior(p0: np.ndarray | float, strength: float, upper: bool) -> tuple[np.ndarray, ...]:
     """p0, the Beta prior's a and b, log of its mass on the tested side (with its Beta function),
-    log p0 and log(1 − p0): arrays like ``p0``."""
-    key = (p0, strength, upper) if type(p0) is float else None
-    known = _PRIORS.get(key) if key is not None else None
-    if known is not None:
-        return known
-    p = np.asarray(p0, dtype=float)
+    log p0 and log(1 − p0): arrays like ``p0``. It does not depend on the counts: for an SLO rate
+    given as a number (every tick of every watch asks for the same few) it is found once."""
+    if type(p0) is float:
+        return _prior_of_rate(p0, strength, upper)
+    return _prior_made(np.asarray(p0, dtype=float), strength, upper)
+
+
+@functools.lru_cache(maxsize=1024)
+def _prior_of_rate(p0: float, strength: float, upper: bool) -> tuple[np.ndarray, ...]:
+    return _prior_made(np.asarray(p0, dtype=float), strength, upper)
+
+
+def _prior_made(p: np.ndarray, strength: float, upper: bool) -> tuple[np.ndarray, ...]:
     if upper:
         a = np.maximum(strength * p, 1e-3)
         b = np.maximum(strength * (1.0 - p), 1e-3)
@@ -70,10 +73,7 @@ def _prior(p0: np.ndarray | float, strength: float, upper: bool) -> tuple[np.nda
         prior = special.betainc(a, b, p)
     with np.errstate(divide="ignore"):
         log_den = special.betaln(a, b) + np.log(prior)
-    made = (p, a, b, log_den, np.log(p), np.log1p(-p))
-    if key is not None and len(_PRIORS) < 1024:
-        _PRIORS[key] = made
-    return made
+    return (p, a, b, log_den, np.log(p), np.log1p(-p))
 
 
 def slo_bound(
