@@ -26,6 +26,7 @@ from watchdog.config import WatchdogConfig, secret_values
 from watchdog.decisions import DecisionLog
 from watchdog.engine import Engine, Reporter
 from watchdog.errors import WatchdogError
+from watchdog.heap import HeapKeeper
 from watchdog.leader import LEASE, Leadership
 from watchdog.metrics import Reporters, SelfMetrics
 from watchdog.notify import POSTMORTEM, Outbox, build_notifiers
@@ -267,6 +268,7 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
             log.info("stable pins seeded from GitHub", pins=seeded)
     scheduler = BackgroundScheduler(timezone="UTC")
     beats.scheduler = scheduler
+    heap = HeapKeeper()
     scheduler.add_job(
         _safe_renew(leadership, metrics, beats),
         "interval",
@@ -286,7 +288,7 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
             coalesce=True,
         )
     scheduler.add_job(
-        _safe_tick(app.engine, leadership, metrics, beats),
+        _safe_tick(app.engine, leadership, metrics, beats, heap),
         "interval",
         seconds=cfg.tick_s,
         id="tick",
@@ -354,6 +356,7 @@ def run_daemon(cfg: WatchdogConfig, clock: Clock, stop: threading.Event) -> None
             api.stop()
         leadership.release()
         app.close()
+        heap.release()
         log.info("daemon stopped")
 
 
@@ -409,9 +412,20 @@ def _start_api(
 
 
 def _safe_tick(
-    engine: Engine, leadership: Leadership, metrics: SelfMetrics, beats: Heartbeats
+    engine: Engine,
+    leadership: Leadership,
+    metrics: SelfMetrics,
+    beats: Heartbeats,
+    heap: HeapKeeper | None = None,
 ) -> Callable[[], None]:
     def tick() -> None:
+        try:
+            lead()
+        finally:
+            if heap is not None:
+                heap.after_tick()  # a standby's heap, or one whose ticks fail, is kept as well
+
+    def lead() -> None:
         beats.beat()
         metrics.leader.set(1 if leadership.leading else 0)
         if not leadership.leading:

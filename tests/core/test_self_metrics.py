@@ -484,6 +484,7 @@ def test_cron_check_ins_do_nothing_without_sentry() -> None:
 def test_the_daemons_tick_checks_in_and_counts(tmp_path: Path, checkins: list[dict[str, Any]]) -> None:
     from watchdog.app import App, Heartbeats, _safe_tick
     from watchdog.config import parse_config
+    from watchdog.heap import HeapKeeper
     from watchdog.leader import Leadership
 
     text = (
@@ -497,12 +498,15 @@ def test_the_daemons_tick_checks_in_and_counts(tmp_path: Path, checkins: list[di
     clock = SimClock(1_000.0)
     m = SelfMetrics()
     app = App.build(parse_config(text, "t.yaml", env={"TOKEN": "ghp_x"}), clock, metrics=m)
+    heap = HeapKeeper()
     try:
         leadership = Leadership(app.store, clock, 30.0, holder="test")
         leadership.claim_sole()
-        _safe_tick(app.engine, leadership, m, Heartbeats(clock, 60.0))()
+        _safe_tick(app.engine, leadership, m, Heartbeats(clock, 60.0), heap)()
     finally:
+        heap.release()
         app.close()
+    assert heap.collections == 1  # the daemon's tick keeps the heap (watchdog.heap)
     sentry_sdk.flush()
     assert [(c["monitor_slug"], c["status"]) for c in checkins] == [
         ("rollback-watchdog-tick", "in_progress"),
