@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     IPvAnyNetwork,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -1137,6 +1138,7 @@ class WatchdogConfig(Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     sentry: SentryConfig = Field(default_factory=SentryConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    _by_name: tuple[list[ServiceConfig], dict[str, ServiceConfig]] | None = PrivateAttr(default=None)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     demo_note: str | None = Field(
         default=None, description="Shown at start: how this config departs from prod."
@@ -1172,7 +1174,14 @@ class WatchdogConfig(Strict):
         return self
 
     def service(self, name: str) -> ServiceConfig:
-        for s in self.services:
+        # by name, through a dict made once per list of services (a tick asks once per watch)
+        known = self._by_name
+        if known is None or known[0] is not self.services or len(known[1]) != len(self.services):
+            known = self._by_name = (self.services, {s.name: s for s in self.services})
+        got = known[1].get(name)
+        if got is not None and got.name == name:
+            return got
+        for s in self.services:  # (names are unique, checked on load; a list changed since: look)
             if s.name == name:
                 return s
         have = ", ".join(s.name for s in self.services)

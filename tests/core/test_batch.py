@@ -194,6 +194,61 @@ def test_a_read_nobody_planned_goes_to_the_source() -> None:
     assert len(src.fetch(sel, 0, 600)) == 1 and src.queries == 1
 
 
+def _random_answer(rng: np.random.Generator, start: float, end: float, keys: list[str]) -> list[Series]:
+    """Series over ``[start, end]`` at a 15 s step with the faults an answer can hold: a sample
+    missing, samples out of time order, a time that is not a number, a series answered twice."""
+    out = []
+    for name in keys:
+        phase = 5.0 * (int(name[1:]) % 3)  # each series scraped at its own phase, some on the grid
+        t = np.arange(start, end + 1e-9, 15.0) + phase
+        t = t[(t <= end) & (rng.random(t.size) > 0.1)]
+        fault = rng.random()
+        if fault < 0.05 and t.size > 2:
+            t[[0, 1]] = t[[1, 0]]
+        elif fault < 0.08 and t.size:
+            t[-1] = np.nan
+        v = np.cumsum(rng.integers(0, 5, t.size)).astype(float)
+        labels = {"__name__": "m", "job": name}
+        out.append(Series(labels, t, v))
+        if fault > 0.97:
+            out.append(Series(labels, t.copy(), v + 1))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_held_series_joined_at_once_are_the_ones_joined_one_by_one(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group's held samples and each answer are joined in one pass (``_Group._join``): the
+    same samples, order and time order, tick by tick, as joining each series alone — with series
+    that stop, start, are answered twice or out of order."""
+    from watchdog.sources import batch
+
+    def run(at_once: bool) -> list[list[tuple[str, list[float], list[float], bool]]]:
+        monkeypatch.setattr(batch, "JOIN_AT_ONCE", 1 << 40 if at_once else -1)
+        rng = np.random.default_rng(seed)
+        group = batch._Group("m", frozenset())
+        names = [f"s{i}" for i in range(30)]
+        ticks = []
+        for tick in range(12):
+            now = 1_700_000_000.0 + 15.0 * tick
+            start, keep_from = now - 45.0, now - 90.0
+            live = [n for n in names if rng.random() > 0.1]
+            group.merge(_random_answer(rng, start, now, live), start, keep_from, whole=tick % 4 != 3)
+            ticks.append(
+                [
+                    (c.key[3], c.t.tolist(), c.v.tolist(), c.ordered)
+                    for _, copies in sorted(group.series.items())
+                    for c in copies
+                ]
+            )
+        return ticks
+
+    one_by_one, at_once = run(False), run(True)
+    assert sum(len(t) for t in at_once) > 200
+    assert repr(at_once) == repr(one_by_one)  # (repr: NaN times compare equal, as they should here)
+
+
 # ----------------------------------------------------------------------------- end to end
 
 #: Regressions and healthy deploys, watched at once, deploys one tick apart.

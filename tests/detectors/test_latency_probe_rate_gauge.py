@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from detectors.gauge import gauge_limit
+from detectors.gauge import gauge_limit, gauge_ratio
 from detectors.latency import histogram_quantile, pick_bound
 from detectors.probe import probe_k_of_n
 from detectors.rate import rate_bound
@@ -44,3 +44,16 @@ def test_gauge_needs_persistence_per_group() -> None:
     v = gauge_limit({"t1": [1, 1, 1], "t2": [1, 5, 5, 5]}, 2, 3)
     assert v.outcome is Outcome.FAIL and v.evidence["worst_group"] == "t2"
     assert gauge_limit({}, 2, 3).outcome is Outcome.NO_DATA
+
+
+def test_gauge_ratio_compares_each_group_with_the_baselines_median() -> None:
+    # t1's baseline: NaN skipped, an even count, so the median is the mean of 3 and 4: 3.5, and
+    # 6 / 3.5 = 1.71 stays above 1.5 (with a median of 4 it would be exactly 1.5: not above)
+    base = {"t1": [2.0, math.nan, 4.0, 10.0, 3.0], "t2": [1.0, 1.0], "t3": [0.0, 0.0]}
+    canary = {"t1": [6.0, 6.0, 6.0], "t2": [1.2, 1.2, 1.2], "t3": [9.0] * 3, "t4": [9.0] * 3}
+    v = gauge_ratio(canary, base, 1.5, 3)
+    assert v.outcome is Outcome.FAIL
+    assert (v.evidence["worst_group"], v.statistic) == ("t1", 3.0)
+    # a baseline median of zero (t3) or no baseline (t4) gives no ratio to judge
+    assert gauge_ratio({"t3": [9.0] * 3, "t4": [9.0] * 3}, base, 1.5, 3).outcome is Outcome.NO_DATA
+    assert gauge_ratio({"t2": [1.2] * 3}, base, 1.5, 3).outcome is Outcome.PASS

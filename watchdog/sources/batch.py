@@ -29,11 +29,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from watchdog.errors import SourceUnavailable
-from watchdog.series import LabelKey, Matcher, Selector, Series
+from watchdog.series import LabelKey, Matcher, Selector, Series, all_within, steps_within
 from watchdog.sources.base import MetricSource
 
 ServiceKey = tuple[Matcher, ...]
+
+#: A group's held samples joined with an answer in one pass up to this many (more — its first
+#: history — is cut series by series: copied whole, it would cost its size again at once).
+JOIN_AT_ONCE = 1 << 21
 
 #: Characters RE2 treats as syntax outside a class; everything else is literal.
 _RE2_SPECIAL = set("\\.+*?()|[]{}^$")
@@ -158,14 +164,59 @@ class _Group:
         if whole:
             for key in [k for k in self.series if k not in fresh]:
                 kept = _trimmed(self.series[key][0], keep_from, start)
-                if kept.t.size:
-                    self.series[key] = [kept]
+                if kept.t.size:  # (a copy: a cut of a joined group's arrays would keep all of them)
+                    self.series[key] = [kept.sliced(kept.t.copy(), kept.v.copy())]
                 else:
                     del self.series[key]
+        joins: list[tuple[LabelKey, Series, Series]] = []
+        held = 0
         for key, copies in fresh.items():
             had = self.series.get(key)
+            if had is not None and len(copies) == 1:
+                joins.append((key, had[0], copies[0]))
+                held += had[0].t.size
+                continue
             prefix = _trimmed(had[0], keep_from, start) if had else None
             self.series[key] = [_joined(prefix, s) for s in copies]
+        if held > JOIN_AT_ONCE:  # (a group's first history: cut series by series, not copied whole)
+            for key, had_one, tail in joins:
+                self.series[key] = [_joined(_trimmed(had_one, keep_from, start), tail)]
+        elif joins:
+            self._join(joins, keep_from, start)
+
+    def _join(self, joins: list[tuple[LabelKey, Series, Series]], keep_from: float, before: float) -> None:
+        """``_joined(_trimmed(held, keep_from, before), tail)`` of every ``(key, held, tail)``, in a
+        few array operations for all of them: each held series' samples in ``[keep_from, before)``
+        (the same mask ``_trimmed`` applies, for series in time order or not), then the tail's, in
+        one pair of arrays that the series are views of."""
+        n = len(joins)
+        olds = [h for _, h, _ in joins]
+        tails = [t for _, _, t in joins]
+        sizes = np.fromiter((h.t.size for h in olds), dtype=np.int64, count=n)
+        t_held = np.concatenate([h.t for h in olds])
+        keep = (t_held >= keep_from) & (t_held < before)
+        p = np.bincount(np.repeat(np.arange(n), sizes)[keep], minlength=n)
+        q = np.fromiter((t.t.size for t in tails), dtype=np.int64, count=n)
+        pool_t = np.concatenate([t_held[keep], *(t.t for t in tails)])
+        pool_v = np.concatenate([np.concatenate([h.v for h in olds])[keep], *(t.v for t in tails)])
+        # each series: its kept samples (from the first block), then its tail (from the second)
+        lengths = np.empty(2 * n, dtype=np.int64)
+        lengths[0::2], lengths[1::2] = p, q
+        starts = np.empty(2 * n, dtype=np.int64)
+        starts[0::2] = np.cumsum(p) - p
+        starts[1::2] = int(p.sum()) + np.cumsum(q) - q
+        idx = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
+        out_t, out_v = pool_t[idx], pool_v[idx]
+        out_sizes = p + q
+        ordered = all_within(steps_within(out_t[1:] > out_t[:-1], out_sizes), out_sizes).tolist()
+        ends = np.cumsum(out_sizes).tolist()
+        a = 0
+        for k, (key, had, tail) in enumerate(joins):
+            b = ends[k]
+            joined = (had if p[k] else tail).sliced(out_t[a:b], out_v[a:b], subset=False)
+            object.__setattr__(joined, "_ordered", ordered[k])
+            self.series[key] = [joined]
+            a = b
 
 
 def _joined(prefix: Series | None, tail: Series) -> Series:
