@@ -164,7 +164,8 @@ class Series:
         being found again, and so does its time order when the samples are a ``subset`` of this
         one's in the same order."""
         out = Series(self.labels, t, v)
-        object.__setattr__(out, "_key", self._key)
+        # (found on this one if not yet: a replayed series is cut for every read of every tick)
+        object.__setattr__(out, "_key", self.key)
         groups = self._groups
         if groups is None:  # the same labels, the same groups: one dict for this series and its cuts
             groups = {}
