@@ -37,9 +37,14 @@ from watchdog.sources.base import MetricSource
 
 ServiceKey = tuple[Matcher, ...]
 
-#: A group's held samples joined with an answer in one pass up to this many (more — its first
-#: history — is cut series by series: copied whole, it would cost its size again at once).
-JOIN_AT_ONCE = 1 << 21
+#: A group's held samples are joined with an answer in one pass while they are at most this many
+#: times the answer's (a tick holds the lookback, ~25 samples a series, and is sent the newest 3-4);
+#: the first answer after a watch's long first history is cut into it series by series instead,
+#: since the pass copies all that is held before it cuts.
+JOIN_AT_ONCE = 16
+#: Series joined in one pass: what a pass copies, and what it holds of the series before, stays
+#: small beside what the group holds.
+JOIN_CHUNK = 2048
 
 #: Characters RE2 treats as syntax outside a class; everything else is literal.
 _RE2_SPECIAL = set("\\.+*?()|[]{}^$")
@@ -168,21 +173,30 @@ class _Group:
                     self.series[key] = [kept.sliced(kept.t.copy(), kept.v.copy())]
                 else:
                     del self.series[key]
-        joins: list[tuple[LabelKey, Series, Series]] = []
-        held = 0
+        joins: list[tuple[LabelKey, Series, Series]] = []  # a few thousand at a time (see JOIN_CHUNK)
         for key, copies in fresh.items():
             had = self.series.get(key)
             if had is not None and len(copies) == 1:
                 joins.append((key, had[0], copies[0]))
-                held += had[0].t.size
+                if len(joins) >= JOIN_CHUNK:
+                    self._join_all(joins, keep_from, start)
                 continue
             prefix = _trimmed(had[0], keep_from, start) if had else None
             self.series[key] = [_joined(prefix, s) for s in copies]
-        if held > JOIN_AT_ONCE:  # (a group's first history: cut series by series, not copied whole)
-            for key, had_one, tail in joins:
-                self.series[key] = [_joined(_trimmed(had_one, keep_from, start), tail)]
+        self._join_all(joins, keep_from, start)
+
+    def _join_all(self, joins: list[tuple[LabelKey, Series, Series]], keep_from: float, before: float) -> None:
+        """Join each held series of ``joins`` with its tail, and empty the list (what it held of the
+        series before is let go pass by pass, not all at the end of the answer)."""
+        held = sum(h.t.size for _, h, _ in joins)
+        new = sum(t.t.size for _, _, t in joins)
+        if held > JOIN_AT_ONCE * max(new, 1):
+            # (the first answer after a long history: cut series by series, not copied whole first)
+            for key, had, tail in joins:
+                self.series[key] = [_joined(_trimmed(had, keep_from, before), tail)]
         elif joins:
-            self._join(joins, keep_from, start)
+            self._join(joins, keep_from, before)
+        joins.clear()
 
     def _join(self, joins: list[tuple[LabelKey, Series, Series]], keep_from: float, before: float) -> None:
         """``_joined(_trimmed(held, keep_from, before), tail)`` of every ``(key, held, tail)``, in a
