@@ -36,6 +36,8 @@ from watchdog.series import LabelKey, Matcher, Selector, Series, all_within, ste
 from watchdog.sources.base import MetricSource
 
 ServiceKey = tuple[Matcher, ...]
+#: A held series to join with its answer: its identity, what is held of it, the answer's part.
+_Join = tuple[LabelKey, Series, Series]
 
 #: A group's held samples are joined with an answer in one pass while they are at most this many
 #: times the answer's (a tick holds the lookback, ~25 samples a series, and is sent the newest 3-4);
@@ -173,7 +175,7 @@ class _Group:
                     self.series[key] = [kept.sliced(kept.t.copy(), kept.v.copy())]
                 else:
                     del self.series[key]
-        joins: list[tuple[LabelKey, Series, Series]] = []  # a few thousand at a time (see JOIN_CHUNK)
+        joins: list[_Join] = []  # a few thousand at a time (see JOIN_CHUNK)
         for key, copies in fresh.items():
             had = self.series.get(key)
             if had is not None and len(copies) == 1:
@@ -185,7 +187,7 @@ class _Group:
             self.series[key] = [_joined(prefix, s) for s in copies]
         self._join_all(joins, keep_from, start)
 
-    def _join_all(self, joins: list[tuple[LabelKey, Series, Series]], keep_from: float, before: float) -> None:
+    def _join_all(self, joins: list[_Join], keep_from: float, before: float) -> None:
         """Join each held series of ``joins`` with its tail, and empty the list (what it held of the
         series before is let go pass by pass, not all at the end of the answer)."""
         held = sum(h.t.size for _, h, _ in joins)
@@ -198,7 +200,7 @@ class _Group:
             self._join(joins, keep_from, before)
         joins.clear()
 
-    def _join(self, joins: list[tuple[LabelKey, Series, Series]], keep_from: float, before: float) -> None:
+    def _join(self, joins: list[_Join], keep_from: float, before: float) -> None:
         """``_joined(_trimmed(held, keep_from, before), tail)`` of every ``(key, held, tail)``, in a
         few array operations for all of them: each held series' samples in ``[keep_from, before)``
         (the same mask ``_trimmed`` applies, for series in time order or not), then the tail's, in
