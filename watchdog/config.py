@@ -1174,16 +1174,17 @@ class WatchdogConfig(Strict):
         return self
 
     def service(self, name: str) -> ServiceConfig:
-        # by name, through a dict made once per list of services (a tick asks once per watch)
+        # by name, through a dict made once per list of services (a tick asks once per watch;
+        # names are unique, checked on load). A copy with other services has a list of its own.
         known = self._by_name
         if known is None or known[0] is not self.services or len(known[1]) != len(self.services):
             known = self._by_name = (self.services, {s.name: s for s in self.services})
         got = known[1].get(name)
-        if got is not None and got.name == name:
+        if got is None:  # (or the list was changed in place since: look again)
+            known = self._by_name = (self.services, {s.name: s for s in self.services})
+            got = known[1].get(name)
+        if got is not None:
             return got
-        for s in self.services:  # (names are unique, checked on load; a list changed since: look)
-            if s.name == name:
-                return s
         have = ", ".join(s.name for s in self.services)
         raise UnknownName(f"no service named {name!r} (have: {have})", argument="service", value=name)
 

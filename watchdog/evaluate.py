@@ -367,9 +367,7 @@ class _Tracker:
             if w.cohort_of(key) in mine:
                 t = series.t
                 if series.ordered:  # (the usual: a cut by lookup instead of two masks)
-                    i, j = t.searchsorted(after, "right"), t.searchsorted(end, "right")
-                    if i < j:
-                        new.update(t[i:j].tolist())
+                    new.update(t[t.searchsorted(after, "right") : t.searchsorted(end, "right")].tolist())
                 else:
                     new.update(t[(t > after) & (t <= end)].tolist())
         self.seen_at.extend(sorted(new))

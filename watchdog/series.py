@@ -234,6 +234,12 @@ def all_within(ok: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return out
 
 
+def ordered_within(t: np.ndarray, sizes: np.ndarray) -> list[bool]:
+    """For series concatenated (``sizes`` samples each, times ``t``): ``Series.ordered`` of each."""
+    ordered: list[bool] = all_within(steps_within(t[1:] > t[:-1], sizes), sizes).tolist()
+    return ordered
+
+
 def mark_ordered(series: Sequence[Series]) -> None:
     """Find ``Series.ordered`` of many series in one pass (a source's whole answer)."""
     todo = [s for s in series if s._ordered is None]
@@ -241,8 +247,7 @@ def mark_ordered(series: Sequence[Series]) -> None:
         return
     sizes = np.fromiter((s.t.size for s in todo), dtype=np.int64, count=len(todo))
     t = np.concatenate([s.t for s in todo])
-    later = steps_within(t[1:] > t[:-1], sizes)
-    for s, ordered in zip(todo, all_within(later, sizes).tolist(), strict=True):
+    for s, ordered in zip(todo, ordered_within(t, sizes), strict=True):
         object.__setattr__(s, "_ordered", ordered)
 
 

@@ -152,3 +152,18 @@ def test_validate_and_schema_commands(tmp_path: Path) -> None:
 def test_text_yaml_cannot_hold_is_named_with_line_and_column() -> None:
     with pytest.raises(ConfigError, match=r"^x.yaml:2:7: control character U\+001B is not allowed"):
         parse_config("version: 1\nnote: \x1b[31mred\n", "x.yaml")
+
+
+def test_a_service_is_found_by_name_in_the_services_the_config_has_now() -> None:
+    from watchdog.errors import UnknownName
+
+    cfg = parse_config(STAMPS, "stamps.yaml", env=STAMPS_ENV)
+    first = cfg.services[0]
+    assert cfg.service(first.name) is first
+    other = first.model_copy(update={"name": "other-api"})
+    copied = cfg.model_copy(update={"services": [other]})  # a copy with services of its own
+    assert copied.service("other-api") is other
+    with pytest.raises(UnknownName, match=f"no service named '{first.name}'"):
+        copied.service(first.name)
+    cfg.services[0] = other  # changed in place, the same length: found all the same
+    assert cfg.service("other-api") is other

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from watchdog.errors import SourceUnavailable
-from watchdog.series import LabelKey, Matcher, Selector, Series, all_within, steps_within
+from watchdog.series import LabelKey, Matcher, Selector, Series, ordered_within
 from watchdog.sources.base import MetricSource
 
 ServiceKey = tuple[Matcher, ...]
@@ -224,7 +224,7 @@ class _Group:
         idx = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
         out_t, out_v = pool_t[idx], pool_v[idx]
         out_sizes = p + q
-        ordered = all_within(steps_within(out_t[1:] > out_t[:-1], out_sizes), out_sizes).tolist()
+        ordered = ordered_within(out_t, out_sizes)
         ends = np.cumsum(out_sizes).tolist()
         a = 0
         for k, (key, had, tail) in enumerate(joins):
